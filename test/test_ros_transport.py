@@ -1,0 +1,76 @@
+"""A sensor_msgs/Image and a vision_msgs/Detection2DArray cross real DDS between two processes."""
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from vision_msgs.msg import Detection2DArray  # noqa: E402
+
+from ros_helpers import spawn_python, spin_until, stop  # noqa: E402
+from split_perception.image_conversion import image_to_array  # noqa: E402
+
+PUBLISHER = r"""
+import numpy as np, rclpy
+from rclpy.node import Node
+from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+from split_perception.image_conversion import array_to_image
+
+rclpy.init()
+node = Node("transport_test_publisher")
+img_pub = node.create_publisher(type(array_to_image(np.zeros((1, 1, 3), np.uint8), "rgb8")), "test_image", 10)
+det_pub = node.create_publisher(Detection2DArray, "test_detections", 10)
+image = (np.arange(48 * 64 * 3) % 251).astype(np.uint8).reshape(48, 64, 3)
+
+def tick():
+    msg = array_to_image(image, "rgb8")
+    msg.header.frame_id = "camera"
+    msg.header.stamp.sec = 42
+    img_pub.publish(msg)
+    arr = Detection2DArray()
+    arr.header = msg.header
+    for i in range(3):
+        d = Detection2D()
+        d.header = msg.header
+        d.id = str(i)
+        d.bbox.center.position.x = 10.0 + i
+        d.bbox.center.position.y = 20.5
+        d.bbox.size_x, d.bbox.size_y = 4.0, 6.0
+        h = ObjectHypothesisWithPose()
+        h.hypothesis.class_id = "object"
+        h.hypothesis.score = 0.25 * (i + 1)
+        d.results.append(h)
+        arr.detections.append(d)
+    det_pub.publish(arr)
+
+node.create_timer(0.1, tick)
+rclpy.spin(node)
+"""
+
+
+def test_image_and_detections_arrive_intact():
+    proc = spawn_python(PUBLISHER)
+    rclpy.init()
+    node = rclpy.create_node("transport_test_subscriber")
+    got = {}
+    node.create_subscription(Image, "test_image", lambda m: got.setdefault("image", m), 10)
+    node.create_subscription(Detection2DArray, "test_detections", lambda m: got.setdefault("det", m), 10)
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    try:
+        ok = spin_until(ex, lambda: len(got) == 2, timeout=30.0)
+        assert ok, f"nothing arrived; publisher stderr: {stop(proc)}"
+        expected = (np.arange(48 * 64 * 3) % 251).astype(np.uint8).reshape(48, 64, 3)
+        np.testing.assert_array_equal(image_to_array(got["image"]), expected)
+        assert got["image"].header.frame_id == "camera" and got["image"].header.stamp.sec == 42
+        det = got["det"]
+        assert det.header.stamp.sec == 42 and len(det.detections) == 3
+        for i, d in enumerate(det.detections):
+            assert d.id == str(i)
+            assert (d.bbox.center.position.x, d.bbox.center.position.y) == (10.0 + i, 20.5)
+            assert (d.bbox.size_x, d.bbox.size_y) == (4.0, 6.0)
+            assert d.results[0].hypothesis.score == pytest.approx(0.25 * (i + 1))
+    finally:
+        stop(proc)
+        node.destroy_node()
+        rclpy.shutdown()
