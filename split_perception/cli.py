@@ -59,6 +59,14 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from split_perception.export import export_onnx
+
+    out = export_onnx(Path(args.checkpoint), Path(args.output), dynamic_batch=args.dynamic_batch)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from split_perception.demo import run_demo
 
@@ -98,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="folder for metrics.json and the figure")
     ev.add_argument("-n", type=int, default=500, help="test images per test set")
     ev.set_defaults(func=_cmd_eval)
+
+    ex = sub.add_parser("export", help="export a checkpoint's inference graph to ONNX (with metadata)")
+    ex.add_argument("checkpoint")
+    ex.add_argument("-o", "--output", required=True, help="output .onnx file")
+    ex.add_argument("--dynamic-batch", action="store_true", help="symbolic batch axis (default: batch 1 static)")
+    ex.set_defaults(func=_cmd_export)
 
     demo = sub.add_parser("demo", help="run the shipped detector on procedural scenes and report")
     demo.add_argument("--frames", type=int, default=200)

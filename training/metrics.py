@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from split_perception.box_ops import box_iou  # noqa: F401 - re-exported for metric users
+
 AP_IOU_THRESHOLDS = np.round(np.arange(0.1, 1.0, 0.1), 2)
 
 
@@ -30,18 +32,6 @@ def count_error(pred_counts: Sequence[int], true_counts: Sequence[int]) -> float
 
 
 # --------------------------------------------------------------------------- detection
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix (len(a), len(b)) of x1 y1 x2 y2 boxes."""
-    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
 def average_precision_at(
     pred_boxes: Sequence[np.ndarray],
     pred_scores: Sequence[np.ndarray],

@@ -1,0 +1,32 @@
+"""PyTorch backend: runs a .safetensors checkpoint's deterministic inference graph."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from split_perception.models import checkpoint as ckpt
+from split_perception.models.inference import inference_graph
+
+from . import ModelLoadError
+
+
+class TorchRunner:
+    backend = "torch"
+
+    def __init__(self, path: Path, device: str | None = None):
+        self.source = Path(path)
+        try:
+            model, cfg, model_type = ckpt.load_checkpoint(path)
+        except ckpt.CheckpointError as e:
+            raise ModelLoadError(str(e)) from None
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.graph = inference_graph(model).to(self.device).eval()
+        self.model_type = model_type
+        self.metadata = {"model_type": model_type, "input_size": cfg.image_size, "output_names": self.graph.output_names}
+
+    @torch.inference_mode()
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        outs = self.graph(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device))
+        return {n: o.float().cpu().numpy() for n, o in zip(self.graph.output_names, outs)}

@@ -1,0 +1,152 @@
+"""The public detection API: `load_detector(path=None, backend="auto")(rgb) -> Detections`.
+
+Pre-processing (resize, scale to [0, 1]) and post-processing (boxes to input pixels,
+presence threshold, optional NMS) are numpy and shared by every backend, so backends differ
+only in how they run the graph. Neither the ONNX Runtime path nor this module imports torch.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .backends import ModelRunner, open_runner
+
+log = logging.getLogger("split_perception")
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_DETECTOR = "split_spair"
+MAX_INPUT_PIXELS = 8192 * 8192
+
+
+class InputImageError(ValueError):
+    """An input frame the models cannot take; the message says why."""
+
+
+@dataclass
+class Detections:
+    """Objects found in one image. Row i of every per-object array is detection i.
+
+    boxes (N, 4) x1 y1 x2 y2 in input-image pixels; scores (N,) presence probability;
+    what (N, A) global identity latents; depth (N,); local (L,) the image's z_l (empty
+    without SPLIT); background (Zbg,).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    what: np.ndarray
+    depth: np.ndarray
+    local: np.ndarray
+    background: np.ndarray
+    cells: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # grid cell of each detection
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def check_rgb(image: np.ndarray) -> np.ndarray:
+    """Validate an H x W x 3 uint8 RGB frame."""
+    if not isinstance(image, np.ndarray):
+        raise InputImageError(f"expected a numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise InputImageError(f"expected an H x W x 3 RGB image, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise InputImageError(f"expected uint8 pixels, got {image.dtype}")
+    h, w = image.shape[:2]
+    if h == 0 or w == 0:
+        raise InputImageError(f"empty image ({w}x{h})")
+    if h * w > MAX_INPUT_PIXELS:
+        raise InputImageError(f"image {w}x{h} is larger than the {MAX_INPUT_PIXELS} pixel limit")
+    return image
+
+
+def preprocess(image: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (1, 3, size, size) float32 in [0, 1]."""
+    check_rgb(image)
+    if image.shape[:2] != (size, size):
+        # INTER_AREA when shrinking averages like a camera would; bilinear when enlarging
+        interp = cv2.INTER_AREA if image.shape[0] > size or image.shape[1] > size else cv2.INTER_LINEAR
+        image = cv2.resize(image, (size, size), interpolation=interp)
+    return np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy non-maximum suppression; returns kept indices, best score first."""
+    from .box_ops import box_iou
+
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        if order.size == 1:
+            break
+        iou = box_iou(boxes[i : i + 1], boxes[order[1:]])[0]
+        order = order[1:][iou <= iou_threshold]
+    return np.asarray(keep, np.int64)
+
+
+def postprocess(outputs: dict, image_hw: tuple[int, int], model_size: int, threshold: float, nms_iou: float | None) -> Detections:
+    """Graph outputs for one image -> Detections in input pixels, best score first."""
+    h, w = image_hw
+    boxes_c = outputs["boxes"][0]  # (G, 4) centre x, centre y, width, height in model pixels
+    scores = outputs["scores"][0]
+    keep = np.flatnonzero(scores > threshold)
+    sx, sy = w / model_size, h / model_size
+    cx, cy, bw, bh = (boxes_c[keep, k] for k in range(4))
+    boxes = np.stack([(cx - bw / 2) * sx, (cy - bh / 2) * sy, (cx + bw / 2) * sx, (cy + bh / 2) * sy], axis=1)
+    boxes = np.clip(boxes, 0, [w, h, w, h]).astype(np.float32)
+    order = np.argsort(-scores[keep], kind="stable")
+    if nms_iou is not None and len(keep):
+        order = nms(boxes, scores[keep], nms_iou)
+    keep, boxes = keep[order], boxes[order]
+    local = outputs.get("local")
+    return Detections(
+        boxes=boxes.reshape(-1, 4),
+        scores=scores[keep].astype(np.float32),
+        what=outputs["what"][0][keep].astype(np.float32),
+        depth=outputs["depth"][0][keep].astype(np.float32),
+        local=(local[0] if local is not None else np.zeros(0)).astype(np.float32),
+        background=outputs["background"][0].astype(np.float32),
+        cells=keep.astype(np.int64),
+    )
+
+
+class Detector:
+    """SPLIT-SPAIR (or SPAIR) detector over any backend. Call it on RGB uint8 frames."""
+
+    def __init__(self, runner: ModelRunner, threshold: float = 0.5, nms_iou: float | None = None):
+        if runner.model_type != "split_spair":
+            raise ValueError(f"{runner.source}: holds a '{runner.model_type}' model, not a detector")
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        self.runner, self.threshold, self.nms_iou = runner, float(threshold), nms_iou
+        self.input_size = int(runner.metadata["input_size"])
+
+    @property
+    def backend(self) -> str:
+        return self.runner.backend
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        x = preprocess(image, self.input_size)
+        outputs = self.runner.run(x)
+        return postprocess(outputs, image.shape[:2], self.input_size, self.threshold, self.nms_iou)
+
+
+def default_model_path(name: str) -> Path:
+    """The shipped model: ONNX when present (no torch needed), else the safetensors checkpoint."""
+    for suffix in (".onnx", ".safetensors"):
+        p = WEIGHTS_DIR / f"{name}{suffix}"
+        if p.is_file():
+            return p
+    raise FileNotFoundError(f"no shipped '{name}' model in {WEIGHTS_DIR}")
+
+
+def load_detector(path: str | Path | None = None, backend: str = "auto", threshold: float = 0.5, nms_iou: float | None = None) -> Detector:
+    """Load a detector from an .onnx export or a .safetensors checkpoint (None: the shipped default)."""
+    runner = open_runner(Path(path) if path else default_model_path(DEFAULT_DETECTOR), backend)
+    log.info("detector %s on backend %s", runner.source, runner.backend)
+    return Detector(runner, threshold=threshold, nms_iou=nms_iou)

@@ -1,0 +1,160 @@
+"""Building blocks shared by the models: distributions, patch shuffling, spatial transforms.
+
+All functions are shape-generic and export to ONNX: the spatial transformer builds its
+sampling grid from plain arithmetic (no `affine_grid`, which the legacy ONNX exporter only
+supports from opset 20) and samples with `grid_sample` (opset 16+).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+# --------------------------------------------------------------------------- distributions
+def gaussian_kl(mean: torch.Tensor, logstd: torch.Tensor, prior_mean=0.0, prior_std=1.0) -> torch.Tensor:
+    """KL(N(mean, exp(logstd)^2) || N(prior_mean, prior_std^2)), elementwise."""
+    var = torch.exp(2 * logstd)
+    prior_var = prior_std**2
+    return math.log(prior_std) - logstd + (var + (mean - prior_mean) ** 2) / (2 * prior_var) - 0.5
+
+
+def bernoulli_kl(q: torch.Tensor, p: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """KL(Bern(q) || Bern(p)), elementwise, with probabilities clamped away from 0 and 1."""
+    q = q.clamp(eps, 1 - eps)
+    p = p.clamp(eps, 1 - eps)
+    return q * (torch.log(q) - torch.log(p)) + (1 - q) * (torch.log1p(-q) - torch.log1p(-p))
+
+
+def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, std: float | torch.Tensor) -> torch.Tensor:
+    """-log N(x | mean, std^2) summed over all but the batch dimension: (B,)."""
+    std = torch.as_tensor(std, dtype=x.dtype, device=x.device)
+    nll = 0.5 * ((x - mean) / std) ** 2 + torch.log(std) + 0.5 * math.log(2 * math.pi)
+    return nll.flatten(1).sum(1)
+
+
+def sample_normal(mean: torch.Tensor, logstd: torch.Tensor, sample: bool) -> torch.Tensor:
+    """Reparameterised sample in training, the mean in inference (deterministic outputs)."""
+    return mean + torch.randn_like(mean) * torch.exp(logstd) if sample else mean
+
+
+# --------------------------------------------------------------------------- SPLIT
+def patch_permutation(n_patches: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    return torch.randperm(n_patches, generator=generator)
+
+
+def shuffle_patches(x: torch.Tensor, patch: int, perm: torch.Tensor) -> torch.Tensor:
+    """Cut (B, C, H, W) into patch x patch tiles and rearrange them by `perm`.
+
+    `perm` is (P,) to use one permutation for the whole batch or (B, P) for one per image.
+    Each tile is kept intact (local statistics survive), their arrangement is destroyed
+    (global structure does not): the SPLIT auxiliary image x-hat.
+    """
+    b, c, h, w = x.shape
+    if h % patch or w % patch:
+        raise ValueError(f"image {h}x{w} is not divisible into {patch}x{patch} patches")
+    gh, gw = h // patch, w // patch
+    tiles = x.reshape(b, c, gh, patch, gw, patch).permute(0, 2, 4, 1, 3, 5).reshape(b, gh * gw, c, patch, patch)
+    if perm.dim() == 1:
+        tiles = tiles[:, perm]
+    else:
+        tiles = torch.gather(tiles, 1, perm[:, :, None, None, None].expand_as(tiles))
+    return tiles.reshape(b, gh, gw, c, patch, patch).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+
+
+# --------------------------------------------------------------------------- spatial transformer
+def _unit_coords(n: int, like: torch.Tensor) -> torch.Tensor:
+    """Pixel centres of an n-pixel axis in [-1, 1] (align_corners=False convention)."""
+    return (torch.arange(n, dtype=like.dtype, device=like.device) * 2 + 1) / n - 1
+
+
+def crop_glimpses(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Crop `size`x`size` glimpses of boxes from images.
+
+    images: (N, C, H, W); boxes: (N, 4) as centre x, centre y, width, height in pixels.
+    Returns (N, C, size, size), bilinearly sampled, zero outside the image.
+    """
+    n, _, h, w = images.shape
+    u = _unit_coords(size, images)  # glimpse pixel centres in [-1, 1]
+    cx, cy, bw, bh = boxes.unbind(-1)
+    # image pixel x = cx + u * bw / 2 ; normalised image coordinate = x / W * 2 - 1
+    gx = (cx[:, None] + u[None, :] * bw[:, None] / 2) / w * 2 - 1  # (N, size)
+    gy = (cy[:, None] + u[None, :] * bh[:, None] / 2) / h * 2 - 1
+    grid = torch.stack(
+        [gx[:, None, :].expand(n, size, size), gy[:, :, None].expand(n, size, size)], dim=-1
+    )
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def paste_glimpses(glimpses: torch.Tensor, boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Inverse of crop_glimpses: render (N, C, g, g) patches into (N, C, height, width) canvases."""
+    n = glimpses.shape[0]
+    xs = (torch.arange(width, dtype=glimpses.dtype, device=glimpses.device) + 0.5)  # pixel centres
+    ys = (torch.arange(height, dtype=glimpses.dtype, device=glimpses.device) + 0.5)
+    cx, cy, bw, bh = boxes.unbind(-1)
+    # glimpse coordinate u = (x - cx) / (bw / 2), in the glimpse's own [-1, 1] frame
+    gx = (xs[None, :] - cx[:, None]) / (bw[:, None] / 2)  # (N, W)
+    gy = (ys[None, :] - cy[:, None]) / (bh[:, None] / 2)  # (N, H)
+    grid = torch.stack(
+        [gx[:, None, :].expand(n, height, width), gy[:, :, None].expand(n, height, width)], dim=-1
+    )
+    return F.grid_sample(glimpses, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+# --------------------------------------------------------------------------- layers
+def conv_stack(channels: list[int], kernels: list[int], strides: list[int], paddings: list[int]) -> nn.Sequential:
+    """Conv + GroupNorm + CELU layers; channels[0] is the input."""
+    layers: list[nn.Module] = []
+    for cin, cout, k, s, p in zip(channels[:-1], channels[1:], kernels, strides, paddings, strict=True):
+        layers += [nn.Conv2d(cin, cout, k, s, p), nn.GroupNorm(min(8, cout), cout), nn.CELU()]
+    return nn.Sequential(*layers)
+
+
+def mlp(sizes: list[int], final_activation: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2 or final_activation:
+            layers.append(nn.CELU())
+    return nn.Sequential(*layers)
+
+
+class GaussianHead(nn.Module):
+    """Linear layer to the mean and log-std of a diagonal Gaussian."""
+
+    def __init__(self, in_features: int, dims: int, min_logstd: float = -6.0):
+        super().__init__()
+        self.linear = nn.Linear(in_features, 2 * dims)
+        self.min_logstd = min_logstd
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, logstd = self.linear(h).chunk(2, dim=-1)
+        return mean, logstd.clamp(min=self.min_logstd, max=2.0)
+
+
+class DeconvDecoder(nn.Module):
+    """Latent vector -> image: linear to a (C, s, s) seed, then x2 transposed convolutions.
+
+    Channels halve at each upsampling (floor 16): high-resolution layers dominate the cost.
+    """
+
+    def __init__(self, latent: int, out_channels: int, size: int, seed_size: int, channels: int = 64):
+        super().__init__()
+        ups = int(round(math.log2(size / seed_size)))
+        if seed_size * 2**ups != size:
+            raise ValueError(f"size {size} is not seed_size {seed_size} times a power of two")
+        self.seed = (channels, seed_size, seed_size)
+        self.fc = nn.Sequential(nn.Linear(latent, channels * seed_size * seed_size), nn.CELU())
+        layers: list[nn.Module] = []
+        c = channels
+        for _ in range(ups):
+            c_next = max(16, c // 2)
+            layers += [nn.ConvTranspose2d(c, c_next, 4, 2, 1), nn.GroupNorm(min(8, c_next), c_next), nn.CELU()]
+            c = c_next
+        layers.append(nn.Conv2d(c, out_channels, 3, 1, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(self.fc(z).reshape(-1, *self.seed))

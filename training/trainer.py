@@ -1,0 +1,265 @@
+"""The training loop shared by every model: `split-perception train CONFIG.yaml`.
+
+* Config: YAML with `model` (the model's config dataclass fields + `type`), `data` and
+  `train` sections; unknown keys are errors. `--set train.steps=100` overrides any value.
+* Data: procedural scenes (deterministic per step, so resuming replays the same stream)
+  or a dataset folder (robot recordings, unlabelled).
+* Output folder: checkpoint.safetensors/.json (model), optimizer.safetensors (resume),
+  metrics.csv (one row per log step: every loss term), written atomically.
+* Resume: a run folder with a checkpoint continues from its step unless --fresh.
+* Devices: CPU or CUDA (bf16 autocast on CUDA); several GPUs with `torchrun --nproc_per_node N
+  -m split_perception.cli train ...` (DistributedDataParallel; rank 0 writes).
+"""
+from __future__ import annotations
+
+import csv
+import os
+import sys
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import torch
+import yaml
+
+from split_perception.models import checkpoint as ckpt
+
+from . import dataset, scenes
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    kind: str = "multi_object"  # multi_object | room | folder
+    backgrounds: tuple[str, ...] = ("solid", "checkerboard")  # multi_object: mixed per batch
+    palette: str = "train"
+    image_size: int = 48
+    max_objects: int = 5
+    min_objects: int = 0
+    folder: str = ""  # kind == folder: a dataset folder or a folder of images
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 10000
+    batch_size: int = 32
+    lr: float = 1e-4
+    grad_clip: float = 1.0
+    seed: int = 0
+    log_every: int = 50
+    checkpoint_every: int = 500
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # bf16 autocast on CUDA
+    threads: int = 0  # CPU threads (0: torch default)
+
+
+@dataclass
+class RunConfig:
+    model_type: str
+    model: object
+    data: DataConfig
+    train: TrainConfig
+    out_dir: Path
+    raw: dict = field(default_factory=dict)
+
+
+def _set_dotted(d: dict, key: str, value) -> None:
+    parts = key.split(".")
+    for p in parts[:-1]:
+        d = d.setdefault(p, {})
+    d[parts[-1]] = value
+
+
+def load_run_config(path: Path, overrides: list[str] = (), out_dir: str | None = None) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training config not found: {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE, got '{item}'")
+        k, v = item.split("=", 1)
+        _set_dotted(raw, k, yaml.safe_load(v))
+    unknown = sorted(set(raw) - {"model", "data", "train", "out_dir"})
+    if unknown:
+        raise ValueError(f"{path}: unknown sections {unknown}")
+    model_raw = dict(raw.get("model") or {})
+    model_type = model_raw.pop("type", None)
+    registry = ckpt.model_registry()
+    if model_type not in registry:
+        raise ValueError(f"{path}: model.type must be one of {sorted(registry)}, got {model_type!r}")
+    model_cfg = ckpt.config_from_dict(registry[model_type][0], model_raw)
+    data = ckpt.config_from_dict(DataConfig, raw.get("data") or {})
+    train = ckpt.config_from_dict(TrainConfig, raw.get("train") or {})
+    out = Path(out_dir or raw.get("out_dir") or f"runs/{model_type}")
+    return RunConfig(model_type, model_cfg, data, train, out, raw)
+
+
+# ------------------------------------------------------------------ data
+class SceneStream:
+    """Batch `step` is a pure function of (seed, step, rank): resuming replays the same data."""
+
+    def __init__(self, data: DataConfig, batch_size: int, rank: int = 0, world: int = 1):
+        self.data, self.batch_size, self.rank, self.world = data, batch_size, rank, world
+        if data.kind == "multi_object":
+            self.configs = [
+                scenes.MultiObjectConfig(
+                    image_size=data.image_size, background=bg, palette=data.palette,
+                    max_objects=data.max_objects, min_objects=data.min_objects,
+                    sprite_size=max(6, round(14 * data.image_size / 48)),
+                )
+                for bg in data.backgrounds
+            ]
+        elif data.kind == "room":
+            self.configs = [scenes.RoomConfig(image_size=data.image_size, min_objects=data.min_objects, max_objects=data.max_objects)]
+        else:
+            raise ValueError(f"unknown procedural data kind '{data.kind}'")
+
+    def batch(self, step: int) -> torch.Tensor:
+        n = self.batch_size
+        first = (step * self.world + self.rank) * n
+        imgs = []
+        for i in range(first, first + n):
+            cfg = self.configs[i % len(self.configs)]
+            imgs.append(dataset.to_tensor(scenes.generate(cfg, self.data.seed, i).image))
+        return torch.stack(imgs)
+
+
+class FolderStream:
+    """Random batches from a dataset folder, seeded by step (resumable)."""
+
+    def __init__(self, data: DataConfig, batch_size: int, rank: int = 0, world: int = 1):
+        self.ds = dataset.FolderImageDataset(Path(data.folder), data.image_size)
+        self.data, self.batch_size, self.rank, self.world = data, batch_size, rank, world
+
+    def batch(self, step: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.data.seed * 1_000_003 + step * self.world + self.rank)
+        idx = torch.randint(len(self.ds), (self.batch_size,), generator=g)
+        return torch.stack([self.ds[int(i)][0] for i in idx])
+
+
+def make_stream(data: DataConfig, batch_size: int, rank: int = 0, world: int = 1):
+    return FolderStream(data, batch_size, rank, world) if data.kind == "folder" else SceneStream(data, batch_size, rank, world)
+
+
+# ------------------------------------------------------------------ loop
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _distributed() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
+
+
+def train(run: RunConfig, resume: bool = True, quiet: bool = False) -> dict:
+    """Train until run.train.steps; returns the last logged terms."""
+    tc = run.train
+    rank, local_rank, world = _distributed()
+    device = _device(tc.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", local_rank)
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    torch.manual_seed(tc.seed + rank)
+
+    _, model_cls = ckpt.model_registry()[run.model_type]
+    model = model_cls(run.model).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    out = run.out_dir
+    weights, opt_file = out / "checkpoint.safetensors", out / "optimizer.safetensors"
+    start = 0
+    if resume and weights.is_file() and opt_file.is_file():
+        loaded, _, _ = ckpt.load_checkpoint(weights, expected_type=run.model_type)
+        if loaded.cfg != run.model:
+            raise ValueError(f"{weights}: was trained with another model config; use --fresh or another --out")
+        model.load_state_dict(loaded.state_dict())
+        start = int(ckpt.load_optimizer(opt_file, optimizer)["step"])
+        torch.manual_seed(tc.seed + rank + start)
+        if rank == 0 and not quiet:
+            print(f"resuming {out} from step {start}", file=sys.stderr)
+    ddp_model = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+
+    stream = make_stream(run.data, tc.batch_size, rank, world)
+    amp = tc.amp and device.type == "cuda"
+    log_path = out / "metrics.csv"
+    writer, log_file = None, None
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(run.raw, sort_keys=False))
+    last: dict = {}
+    bar = None
+    if rank == 0 and not quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=tc.steps, initial=start, desc=run.model_type, dynamic_ncols=True)
+    t_last, steps_since = time.perf_counter(), 0
+
+    def save(step: int) -> None:
+        if rank != 0:
+            return
+        ckpt.save_checkpoint(weights, model, run.model_type, run.model, {"step": step, "train": vars_of(tc), "data": vars_of(run.data)})
+        ckpt.save_optimizer(opt_file, optimizer, {"step": step})
+
+    step = start
+    try:
+        for step in range(start, tc.steps):
+            x = stream.batch(step).to(device, non_blocking=True)
+            ddp_model.train()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                terms = ddp_model(x, step=step)
+            loss = terms["loss"]
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {float(loss)} at step {step}; last good checkpoint kept in {out}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            optimizer.step()
+            steps_since += 1
+            if rank == 0 and ((step + 1) % tc.log_every == 0 or step + 1 == tc.steps):
+                now = time.perf_counter()
+                last = {k: float(v) for k, v in terms.items() if torch.is_tensor(v) and v.dim() == 0}
+                last.update(step=step + 1, grad_norm=float(grad_norm), steps_per_s=steps_since / (now - t_last))
+                t_last, steps_since = now, 0
+                if writer is None:
+                    new = not log_path.exists()
+                    log_file = open(log_path, "a", newline="")
+                    writer = csv.DictWriter(log_file, fieldnames=list(last), extrasaction="ignore")
+                    if new:
+                        writer.writeheader()
+                writer.writerow(last)
+                log_file.flush()
+                if bar:
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in last.items() if k not in ("step",)}, refresh=False)
+            if bar:
+                bar.update(1)
+            if (step + 1) % tc.checkpoint_every == 0 or step + 1 == tc.steps:
+                save(step + 1)
+    except KeyboardInterrupt:
+        # Ctrl-C: keep what was learnt; the next `train` resumes from here
+        save(step)
+        if rank == 0:
+            print(f"\ninterrupted at step {step}; checkpoint saved, run again to resume", file=sys.stderr)
+        raise
+    finally:
+        if bar:
+            bar.close()
+        if log_file:
+            log_file.close()
+    return last
+
+
+def vars_of(dc) -> dict:
+    return {f.name: getattr(dc, f.name) for f in fields(dc)}
+
+
+def train_from_config(path: Path, overrides=(), out_dir: str | None = None, resume: bool = True) -> dict:
+    run = load_run_config(path, overrides, out_dir)
+    return train(run, resume=resume)
