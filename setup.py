@@ -32,7 +32,6 @@ setup(
         "console_scripts": [
             "split-perception = split_perception.cli:main",
             "detector_node = split_perception.nodes.detector_node:main",
-            "slot_node = split_perception.nodes.slot_node:main",
         ],
     },
 )

@@ -6,3 +6,23 @@ import random
 # stays on localhost so tests never reach the network.
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_detector_files(tmp_path_factory):
+    """A randomly initialised SPLIT-SPAIR checkpoint and its ONNX export (fast, no training)."""
+    import torch
+
+    from split_perception.export import export_onnx
+    from split_perception.models import checkpoint as ckpt
+    from split_perception.models.spair import MODEL_TYPE, SpairConfig, SplitSpair
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("tiny_detector")
+    cfg = SpairConfig(z_what=8, z_local=4, z_bg=4, hidden=32)
+    weights = d / "checkpoint.safetensors"
+    ckpt.save_checkpoint(weights, SplitSpair(cfg), MODEL_TYPE, cfg, {"step": 0})
+    onnx_path = export_onnx(weights, d / "model.onnx")
+    return weights, onnx_path

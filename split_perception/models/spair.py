@@ -55,21 +55,27 @@ class SpairConfig:
     hidden: int = 128
     glimpse_size: int = 16
     max_shift: float = 1.0  # box centre may move this many cells from its cell's centre
-    max_box: float = 36.0  # box side = max_box * sigmoid(z_size), pixels
+    max_box: float = 24.0  # box side = max_box * sigmoid(z_size), pixels (two cells)
     patch_size: int = 4  # SPLIT shuffle patch r
     tau: float = 0.8  # z_pres concrete temperature (split-vae reference)
-    pixel_std: float = 0.15
+    pixel_std: float = 0.3
     # priors
-    size_prior_mean: float = -0.6  # logit of box side / max_box: ~12.6 px objects
+    size_prior_mean: float = 0.4  # logit of box side / max_box: ~14 px objects
     size_prior_std: float = 0.5
     count_prior_start: float = 0.9  # geometric count prior p(N=n) ~ rho^n, rho annealed ...
-    count_prior_end: float = 0.05  # ... to this, which charges extra boxes (de-duplication)
+    count_prior_end: float = 1e-3  # ... to this, which charges extra boxes (de-duplication)
     count_prior_anneal_steps: int = 3000
     # KL weights (split-vae reference: z_what 0.1, z_bg 10 solid / 4 checkerboard)
     beta_what: float = 0.1
     beta_bg: float = 4.0
     beta_local: float = 1.0
     shuffle_seed: int = 0  # fixed x-hat permutation used at inference
+    # Objects that tile the image can explain the background too, and then the background
+    # decoder (hidden behind alpha ~ 1) never learns. Two guards: presence starts mostly
+    # off, and for the first bg_warmup_steps the background alone must also reconstruct x
+    # (weight decaying 1 -> 0), so objects only switch on where the background cannot explain.
+    pres_init_bias: float = -2.0
+    bg_warmup_steps: int = 1000
 
     def __post_init__(self):
         if self.image_size % self.cell_size:
@@ -141,6 +147,7 @@ class SplitSpair(nn.Module):
         self.where_head = GaussianHead(h, 4)
         self.depth_head = GaussianHead(h, 1)
         self.pres_head = nn.Linear(h, 1)
+        nn.init.constant_(self.pres_head.bias, cfg.pres_init_bias)
         # glimpse encoder: g x g RGB patch -> z_what
         self.glimpse_encoder = nn.Sequential(
             conv_stack([3, 32, 64], [4, 4], [2, 2], [1, 1]), nn.Flatten(), mlp([64 * (g // 4) ** 2, h], True)
@@ -280,6 +287,8 @@ class SplitSpair(nn.Module):
         terms["kl_depth"] = (gaussian_kl(cells["depth_mean"], cells["depth_logstd"]).sum(-1) * pres_prob).sum(1)
         terms["kl_pres"] = self.pres_kl(pres_prob, cells["z_pres"], step)
         terms["kl_bg"] = cfg.beta_bg * gaussian_kl(bg_mean, bg_logstd).sum(1)
+        if self.training and step < cfg.bg_warmup_steps:
+            terms["nll_bg_warmup"] = (1 - step / cfg.bg_warmup_steps) * gaussian_nll(x, background, cfg.pixel_std)
         out = {k: v.mean() for k, v in terms.items()}
         out["loss"] = sum(out.values())
         out["count"] = (pres_prob > 0.5).float().sum(1).mean().detach()

@@ -1,0 +1,107 @@
+"""The public detection API, ONNX export parity and clear errors for bad files and frames."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from split_perception import load_detector
+from split_perception.backends import ModelLoadError
+from split_perception.detector import InputImageError
+from split_perception.training import scenes
+
+
+def test_onnx_matches_torch_on_every_output(tiny_detector_files):
+    weights, onnx_path = tiny_detector_files
+    ort, pt = load_detector(onnx_path), load_detector(weights, backend="torch")
+    assert ort.backend == "onnxruntime" and pt.backend == "torch"
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        x = rng.random((1, 3, 48, 48), dtype=np.float32)
+        a, b = ort.runner.run(x), pt.runner.run(x)
+        assert set(a) == set(b) == {"boxes", "scores", "what", "depth", "background", "local"}
+        for k in a:
+            np.testing.assert_allclose(a[k], b[k], atol=1e-4, err_msg=k)
+
+
+def test_onnx_file_describes_itself(tiny_detector_files):
+    _, onnx_path = tiny_detector_files
+    model = onnx.load(str(onnx_path))
+    onnx.checker.check_model(model)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["model_type"] == "split_spair" and json.loads(meta["input_size"]) == 48
+    assert json.loads(meta["output_shapes"])["what"] == [1, 16, 8]
+    assert len(meta["checkpoint_sha256"]) == 64
+
+
+@pytest.mark.parametrize("shape", [(48, 48), (17, 203), (480, 640), (1, 1)])
+def test_any_input_size_gives_boxes_in_input_pixels(tiny_detector_files, shape):
+    _, onnx_path = tiny_detector_files
+    det = load_detector(onnx_path, threshold=0.0)  # keep every cell: checks the geometry
+    img = np.random.default_rng(1).integers(0, 256, shape + (3,), dtype=np.uint8)
+    out = det(img)
+    h, w = shape
+    assert out.boxes.shape == (16, 4) and out.what.shape == (16, 8) and out.local.shape == (4,)
+    assert (out.boxes[:, [0, 2]] <= w).all() and (out.boxes[:, [1, 3]] <= h).all() and (out.boxes >= 0).all()
+    assert (np.diff(out.scores) <= 0).all(), "best score first"
+
+
+def test_backends_agree_after_post_processing(tiny_detector_files):
+    weights, onnx_path = tiny_detector_files
+    img = scenes.generate(scenes.MultiObjectConfig(), 0, 4).image
+    a = load_detector(onnx_path, threshold=0.3)(img)
+    b = load_detector(weights, backend="torch", threshold=0.3)(img)
+    np.testing.assert_array_equal(a.cells, b.cells)
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
+
+
+def test_inference_is_deterministic(tiny_detector_files):
+    weights, _ = tiny_detector_files
+    det = load_detector(weights, backend="torch", threshold=0.0)
+    img = scenes.generate(scenes.MultiObjectConfig(), 0, 5).image
+    a, b = det(img), det(img)
+    np.testing.assert_array_equal(a.what, b.what)
+    np.testing.assert_array_equal(a.local, b.local)
+
+
+def test_bad_model_files_fail_with_the_file_named(tmp_path, tiny_detector_files):
+    with pytest.raises(ModelLoadError, match="not found"):
+        load_detector(tmp_path / "missing.onnx")
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(tiny_detector_files[1].read_bytes()[:5000])
+    with pytest.raises(ModelLoadError, match="truncated.onnx"):
+        load_detector(truncated)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x00" * 100)
+    with pytest.raises(ModelLoadError, match="garbage.safetensors"):
+        load_detector(garbage)
+    # an ONNX file that is not one of ours (no metadata)
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(helper.make_model(g), str(foreign))
+    with pytest.raises(ModelLoadError, match="metadata"):
+        load_detector(foreign)
+    with pytest.raises(ModelLoadError, match="unknown model file type"):
+        (tmp_path / "model.pt").write_bytes(b"x")
+        load_detector(tmp_path / "model.pt")
+
+
+def test_checkpoint_from_another_model_type_is_refused(tmp_path, tiny_detector_files):
+    from split_perception.models import checkpoint as ckpt
+
+    with pytest.raises(ckpt.CheckpointError, match="expected 'monet'"):
+        ckpt.load_checkpoint(tiny_detector_files[0], expected_type="monet")
+
+
+def test_bad_frames_are_refused_clearly(tiny_detector_files):
+    det = load_detector(tiny_detector_files[1])
+    with pytest.raises(InputImageError, match="empty"):
+        det(np.zeros((0, 10, 3), np.uint8))
+    with pytest.raises(InputImageError, match="uint8"):
+        det(np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(InputImageError, match="RGB"):
+        det(np.zeros((10, 10), np.uint8))
