@@ -27,7 +27,9 @@ def run_demo(n_frames: int, out_dir: Path, model_path: str = "", rate_hz: float 
     env = dict(os.environ)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     cmd = [sys.executable, "-m", "split_perception.nodes.detector_node", "--ros-args", "-r", "image:=demo/camera",
-           "-p", f"model_path:={model_path}", "-p", "publish_debug_image:=true"]
+           "-p", "publish_debug_image:=true"]
+    if model_path:  # otherwise the node loads the shipped default
+        cmd += ["-p", f"model_path:={model_path}"]
     node_proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     rclpy.init()
     node = rclpy.create_node("demo_camera")

@@ -74,6 +74,7 @@ def export_onnx(checkpoint: Path, out: Path, dynamic_batch: bool = False, opset:
             proto.metadata_props.add(key=k, value=v)
         onnx.checker.check_model(proto)
         onnx.save(proto, tmp)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     finally:
         Path(tmp).unlink(missing_ok=True)
