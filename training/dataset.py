@@ -16,13 +16,13 @@ A folder with images but no annotations.jsonl (a robot's recording) is read as u
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from split_perception.atomic_io import atomic_write_bytes  # noqa: F401 - used by eval too
 
 from . import scenes
 
@@ -31,23 +31,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 # --------------------------------------------------------------------------- writing
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` so that `path` is either the old file or the whole new one, never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are ordinary shared files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def encode_png(image: np.ndarray) -> bytes:
     """RGB (H, W, 3) or single-channel uint8 -> PNG bytes."""
     arr = image[..., ::-1] if image.ndim == 3 else image  # OpenCV stores BGR

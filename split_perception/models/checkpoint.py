@@ -10,14 +10,14 @@ Writes are atomic (temp file + rename), so an interrupted run never leaves a tor
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import fields
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from split_perception.atomic_io import atomic_write
 
 FORMAT = "split_perception.checkpoint/1"
 
@@ -49,29 +49,14 @@ def config_from_dict(cls, d: dict):
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are ordinary shared files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(path: Path, model: torch.nn.Module, model_type: str, config, extra: dict | None = None) -> None:
     path = Path(path)
     cfg_json = json.dumps(config.to_dict())
     meta = {"format": FORMAT, "model_type": model_type, "config": cfg_json}
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    _atomic(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
     sidecar = {"format": FORMAT, "model_type": model_type, "config": config.to_dict(), **(extra or {})}
-    _atomic(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(sidecar, indent=2)))
+    atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(sidecar, indent=2)))
 
 
 def read_metadata(path: Path) -> dict:
@@ -130,7 +115,7 @@ def save_optimizer(path: Path, optimizer: torch.optim.Optimizer, extra: dict) ->
             t = value if torch.is_tensor(value) else torch.tensor(value)
             tensors[f"{pid}.{name}"] = t.detach().contiguous().cpu()
     meta = {"param_groups": json.dumps(sd["param_groups"]), "extra": json.dumps(extra)}
-    _atomic(Path(path), lambda tmp: save_file(tensors, tmp, metadata=meta))
+    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 def load_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> dict:
