@@ -26,3 +26,23 @@ def tiny_detector_files(tmp_path_factory):
     ckpt.save_checkpoint(weights, SplitSpair(cfg), MODEL_TYPE, cfg, {"step": 0})
     onnx_path = export_onnx(weights, d / "model.onnx")
     return weights, onnx_path
+
+
+TINY_MONET = dict(image_size=32, slots=4, attention="resnet18")
+
+
+@pytest.fixture(scope="session")
+def tiny_segmenter_files(tmp_path_factory):
+    """A randomly initialised MONet (ResNet18 attention) checkpoint and its ONNX export."""
+    import torch
+
+    from split_perception.export import export_onnx
+    from split_perception.models import checkpoint as ckpt
+    from split_perception.models.monet import MODEL_TYPE, Monet, MonetConfig
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("tiny_segmenter")
+    cfg = MonetConfig(**TINY_MONET)
+    weights = d / "checkpoint.safetensors"
+    ckpt.save_checkpoint(weights, Monet(cfg), MODEL_TYPE, cfg, {"step": 0})
+    return weights, export_onnx(weights, d / "model.onnx")

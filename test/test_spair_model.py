@@ -14,7 +14,7 @@ TINY = dict(z_what=8, z_local=4, z_bg=4, hidden=32)
 @pytest.mark.parametrize("split", [True, False])
 def test_forward_shapes_and_finite_elbo(split):
     torch.manual_seed(0)
-    model = SplitSpair(SpairConfig(split=split, **TINY))
+    model = SplitSpair(SpairConfig(split=split, bg_warmup_steps=0, **TINY))
     out = model(torch.rand(3, 3, 48, 48), step=0)
     assert torch.isfinite(out["loss"])
     assert out["recon"].shape == (3, 3, 48, 48) and out["boxes"].shape == (3, 16, 4)
@@ -23,6 +23,20 @@ def test_forward_shapes_and_finite_elbo(split):
     assert out["loss"].item() == pytest.approx(sum(out[k].item() for k in terms), rel=1e-5)
     out["loss"].backward()
     assert all(p.grad is not None for n, p in model.named_parameters() if "local" not in n or split)
+
+
+def test_background_warmup_trains_only_the_background():
+    torch.manual_seed(0)
+    model = SplitSpair(SpairConfig(split=True, bg_warmup_steps=10, **TINY))
+    x = torch.rand(2, 3, 48, 48)
+    out = model(x, step=3)
+    out["loss"].backward()
+    trained = {n.split(".")[0] for n, p in model.named_parameters() if p.grad is not None}
+    assert trained == {"bg_encoder", "bg_head", "bg_decoder", "local_encoder", "local_head", "local_decoder"}
+    assert out["kl_pres"].item() == 0 and out["count"].item() == 0
+    assert torch.allclose(out["recon"], out["background"])
+    after = model(x, step=10)  # warm-up over: the object terms are back
+    assert after["kl_pres"].item() > 0 and after.keys() == out.keys()
 
 
 def test_shuffle_keeps_patches_and_permutes_them():

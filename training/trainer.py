@@ -185,7 +185,10 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False) -> dict:
             print(f"resuming {out} from step {start}", file=sys.stderr)
     ddp_model = model
     if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            # the background warm-up leaves the object networks without gradients
+            model, device_ids=[local_rank] if device.type == "cuda" else None, find_unused_parameters=True
+        )
 
     stream = make_stream(run.data, tc.batch_size, rank, world)
     amp = tc.amp and device.type == "cuda"

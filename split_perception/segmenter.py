@@ -1,0 +1,79 @@
+"""The public slot-segmentation API: `load_segmenter(path=None, backend="auto")(rgb) -> Segmentation`.
+
+MONet / MONet-RN50* over any backend. Pre-processing is the detectors' (preprocessing.py);
+post-processing (mask upsampling to the input size, renormalisation, labels) is numpy, so
+every backend gives the same result and the ONNX Runtime path never imports torch.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .backends import ModelRunner, open_runner
+from .preprocessing import default_model_path, preprocess
+
+log = logging.getLogger("split_perception")
+
+DEFAULT_SEGMENTER = "monet_rn18"
+
+
+@dataclass
+class Segmentation:
+    """Slots of one image: masks (K, H, W) soft, summing to one over K, at input resolution;
+    labels (H, W) the most likely slot of each pixel; latents (K, D) one row per slot."""
+
+    masks: np.ndarray
+    labels: np.ndarray
+    latents: np.ndarray
+
+    @property
+    def slots(self) -> int:
+        return self.masks.shape[0]
+
+
+def upsample_masks(masks: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """(K, h, w) soft masks -> (K, H, W), bilinear, renormalised to sum to one per pixel."""
+    h, w = hw
+    if masks.shape[1:] == (h, w):
+        return masks.astype(np.float32, copy=False)
+    k = masks.shape[0]
+    # OpenCV resizes up to 512 channels at once (channels last); chunk beyond that
+    chunks = [cv2.resize(np.ascontiguousarray(masks[i : i + 512].transpose(1, 2, 0)), (w, h), interpolation=cv2.INTER_LINEAR)
+              for i in range(0, k, 512)]
+    up = np.concatenate([c.reshape(h, w, -1) for c in chunks], axis=2).transpose(2, 0, 1)
+    up = np.clip(up, 0.0, None)
+    return (up / np.maximum(up.sum(0, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def postprocess_slots(outputs: dict, image_hw: tuple[int, int]) -> Segmentation:
+    masks = upsample_masks(outputs["masks"][0], image_hw)
+    return Segmentation(masks=masks, labels=masks.argmax(0).astype(np.uint8), latents=outputs["latents"][0].astype(np.float32))
+
+
+class Segmenter:
+    """Call it on RGB uint8 frames of any size."""
+
+    def __init__(self, runner: ModelRunner):
+        if runner.model_type != "monet":
+            raise ValueError(f"{runner.source}: holds a '{runner.model_type}' model, not a slot segmenter")
+        self.runner = runner
+        self.input_size = int(runner.metadata["input_size"])
+
+    @property
+    def backend(self) -> str:
+        return self.runner.backend
+
+    def __call__(self, image: np.ndarray) -> Segmentation:
+        outputs = self.runner.run(preprocess(image, self.input_size))
+        return postprocess_slots(outputs, image.shape[:2])
+
+
+def load_segmenter(path: str | Path | None = None, backend: str = "auto") -> Segmenter:
+    """Load a segmenter from an .onnx export or a .safetensors checkpoint (None: the shipped default)."""
+    runner = open_runner(Path(path) if path else default_model_path(DEFAULT_SEGMENTER), backend)
+    log.info("segmenter %s on backend %s", runner.source, runner.backend)
+    return Segmenter(runner)

@@ -1,0 +1,101 @@
+"""MONet and MONet-RN50*: masks, loss, learning, metrics on real scenes, the segmenter API."""
+import numpy as np
+import pytest
+import torch
+
+from split_perception.models.monet import Monet, MonetConfig, ResNetAttention
+
+ATTENTIONS = ["unet", "resnet18", "resnet50"]
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_masks_sum_to_one_and_the_loss_is_finite(attention):
+    torch.manual_seed(0)
+    cfg = MonetConfig(image_size=32, slots=5, attention=attention, unet_channels=(8, 8, 8))
+    model = Monet(cfg)
+    out = model(torch.rand(2, 3, 32, 32))
+    assert out["masks"].shape == (2, 5, 32, 32)
+    torch.testing.assert_close(out["masks"].sum(1), torch.ones(2, 32, 32))
+    assert torch.isfinite(out["loss"])
+    assert out["loss"].item() == pytest.approx(sum(out[k].item() for k in ("nll_x", "kl_z", "kl_mask")), rel=1e-5)
+    out["loss"].backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_slot_count_changes_only_the_resnet_head():
+    """K is a head-size choice for the ResNet attention: the backbone and decoder stay as they are."""
+    small = ResNetAttention(MonetConfig(slots=7))
+    large = ResNetAttention(MonetConfig(slots=18))
+    diff = {n for (n, a), (_, b) in zip(small.state_dict().items(), large.state_dict().items()) if a.shape != b.shape}
+    assert diff == {"head.weight", "head.bias"}
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="attention"):
+        MonetConfig(attention="vgg")
+    with pytest.raises(ValueError, match="slots"):
+        MonetConfig(slots=1)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        MonetConfig(image_size=40)
+
+
+def test_local_backbone_weights_load_and_bad_ones_are_refused(tmp_path):
+    import torchvision
+    from safetensors.torch import save_file
+
+    ref = torchvision.models.resnet18(weights=None)
+    good = tmp_path / "rn18.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(good))
+    att = ResNetAttention(MonetConfig(pretrained=str(good)))
+    torch.testing.assert_close(att.stem[0].weight, ref.conv1.weight)
+    bad = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(1)}, str(bad))
+    with pytest.raises(ValueError, match="not resnet18 weights"):
+        ResNetAttention(MonetConfig(pretrained=str(bad)))
+    with pytest.raises(FileNotFoundError):
+        ResNetAttention(MonetConfig(pretrained=str(tmp_path / "missing.pth")))
+
+
+def test_short_training_lowers_the_loss():
+    """Forty Adam steps on a fixed batch of room scenes (fixed, so batch noise cannot hide it)."""
+    from split_perception.training import trainer
+
+    torch.manual_seed(0)
+    model = Monet(MonetConfig(image_size=32, slots=3, attention="unet", unet_channels=(8, 8, 8)))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    stream = trainer.SceneStream(trainer.DataConfig(kind="room", image_size=32, min_objects=1, max_objects=3), batch_size=8)
+    batch, losses = stream.batch(0), []
+    for step in range(40):
+        out = model(batch, step=step)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        losses.append(out["loss"].item())
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5]), (losses[:8], losses[-8:])
+
+
+def test_segmentation_metrics_on_real_room_scenes():
+    from split_perception.training import metrics, scenes
+
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        s = scenes.generate(scenes.RoomConfig(image_size=64), 0, i)
+        assert metrics.foreground_ari(s.labels, s.labels) == pytest.approx(1.0)
+        assert metrics.mean_segmentation_covering(s.labels, s.labels) == pytest.approx(1.0)
+        relabelled = (s.labels.astype(int) * 7 + 3) % 11  # another slot order: same segmentation
+        assert metrics.foreground_ari(s.labels, relabelled) == pytest.approx(1.0)
+        shuffled = rng.permutation(s.labels.reshape(-1)).reshape(s.labels.shape)
+        assert abs(metrics.foreground_ari(s.labels, shuffled)) < 0.1
+        assert metrics.mean_segmentation_covering(s.labels, shuffled) < 0.5
+
+
+def test_evaluation_writes_metrics_and_figure(tmp_path, tiny_segmenter_files):
+    import json
+
+    from split_perception.training.evaluate import evaluate_checkpoint
+
+    report = evaluate_checkpoint(tiny_segmenter_files[0], tmp_path, n_images=6)
+    room = report["test_sets"]["room"]
+    assert 0.0 <= room["msc"] <= 1.0 and -1.0 <= room["fg_ari"] <= 1.0 and room["reconstruction_mse"] > 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["model_type"] == "monet"
+    assert (tmp_path / "figure.png").read_bytes()[:4] == b"\x89PNG"
