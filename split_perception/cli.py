@@ -62,8 +62,40 @@ def _cmd_eval(args) -> int:
 def _cmd_export(args) -> int:
     from split_perception.export import export_onnx
 
+    from split_perception.tensorrt_compat import check_tensorrt_compat
+
     out = export_onnx(Path(args.checkpoint), Path(args.output), dynamic_batch=args.dynamic_batch)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    for target in ("8.6", "10"):
+        print(check_tensorrt_compat(out, target).summary())
+    return 0
+
+
+def _cmd_trt_check(args) -> int:
+    from split_perception.tensorrt_compat import check_tensorrt_compat
+
+    reports = [check_tensorrt_compat(Path(args.onnx), t) for t in args.target]
+    for r in reports:
+        print(r.summary())
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def _cmd_build_engine(args) -> int:
+    from split_perception.backends import tensorrt_unavailable
+    from split_perception.tensorrt_engine import DEFAULT_CACHE, build_engine, cached_engine, current_key
+
+    reason = tensorrt_unavailable()
+    if reason:
+        print(f"split-perception build-engine: error: {reason}", file=sys.stderr)
+        return 2
+    options = dict(workspace_mb=args.workspace_mb, calibration_folder=Path(args.calibration) if args.calibration else None,
+                   timing_cache=Path(args.timing_cache) if args.timing_cache else None)
+    onnx = Path(args.onnx)
+    if args.output:
+        out = build_engine(onnx, Path(args.output), precision=args.precision, key=current_key(onnx, args.precision), **options)
+    else:
+        out = cached_engine(onnx, precision=args.precision, cache_dir=Path(args.cache_dir or DEFAULT_CACHE), **options)
+    print(out)
     return 0
 
 
@@ -112,6 +144,21 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("-o", "--output", required=True, help="output .onnx file")
     ex.add_argument("--dynamic-batch", action="store_true", help="symbolic batch axis (default: batch 1 static)")
     ex.set_defaults(func=_cmd_export)
+
+    tc = sub.add_parser("trt-check", help="static check that an ONNX file builds with TensorRT's ONNX parser (no TensorRT needed)")
+    tc.add_argument("onnx")
+    tc.add_argument("--target", nargs="+", default=["8.6", "10"], choices=["8.6", "10"])
+    tc.set_defaults(func=_cmd_trt_check)
+
+    be = sub.add_parser("build-engine", help="build (or find in the cache) a TensorRT engine for this GPU")
+    be.add_argument("onnx")
+    be.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16")
+    be.add_argument("--calibration", help="int8: dataset folder of calibration images")
+    be.add_argument("--workspace-mb", type=int, default=1024)
+    be.add_argument("--timing-cache", help="timing cache file, read and updated (speeds up rebuilds)")
+    be.add_argument("--cache-dir", help="engine cache (default ~/.cache/split_perception/engines)")
+    be.add_argument("-o", "--output", help="write the engine here instead of the cache")
+    be.set_defaults(func=_cmd_build_engine)
 
     demo = sub.add_parser("demo", help="run the shipped detector on procedural scenes and report")
     demo.add_argument("--frames", type=int, default=200)

@@ -1,0 +1,74 @@
+"""The public slot-segmentation API, MONet ONNX export parity and clear errors for bad files."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from split_perception import load_detector, load_segmenter
+from split_perception.backends import ModelLoadError
+from split_perception.training import scenes
+
+
+def test_onnx_matches_torch_on_every_output(tiny_segmenter_files):
+    weights, onnx_path = tiny_segmenter_files
+    ort, pt = load_segmenter(onnx_path), load_segmenter(weights, backend="torch")
+    assert ort.backend == "onnxruntime" and pt.backend == "torch"
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        x = rng.random((1, 3, 32, 32), dtype=np.float32)
+        a, b = ort.runner.run(x), pt.runner.run(x)
+        assert set(a) == set(b) == {"masks", "latents"}
+        for k in a:
+            np.testing.assert_allclose(a[k], b[k], atol=1e-4, err_msg=k)
+
+
+def test_onnx_file_describes_itself(tiny_segmenter_files):
+    model = onnx.load(str(tiny_segmenter_files[1]))
+    onnx.checker.check_model(model)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["model_type"] == "monet" and json.loads(meta["input_size"]) == 32
+    assert json.loads(meta["output_shapes"]) == {"masks": [1, 4, 32, 32], "latents": [1, 4, 16]}
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (17, 203), (480, 640), (1, 1)])
+def test_any_input_size_gives_masks_at_input_resolution(tiny_segmenter_files, shape):
+    seg = load_segmenter(tiny_segmenter_files[1])
+    img = np.random.default_rng(1).integers(0, 256, shape + (3,), dtype=np.uint8)
+    out = seg(img)
+    assert out.masks.shape == (4,) + shape and out.labels.shape == shape and out.latents.shape == (4, 16)
+    np.testing.assert_allclose(out.masks.sum(0), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(out.labels, out.masks.argmax(0))
+
+
+def test_backends_agree_after_post_processing(tiny_segmenter_files):
+    weights, onnx_path = tiny_segmenter_files
+    img = scenes.generate(scenes.RoomConfig(), 0, 3).image  # 64 px into a 32 px model
+    a = load_segmenter(onnx_path)(img)
+    b = load_segmenter(weights, backend="torch")(img)
+    np.testing.assert_allclose(a.masks, b.masks, atol=1e-4)
+    # labels may differ only where two slots tie to within float noise
+    differ = a.labels != b.labels
+    top2 = np.sort(b.masks, axis=0)[-2:]
+    assert (np.abs(top2[1] - top2[0])[differ] < 1e-4).all()
+
+
+def test_models_are_not_confused(tiny_segmenter_files, tiny_detector_files):
+    with pytest.raises(ValueError, match="not a slot segmenter"):
+        load_segmenter(tiny_detector_files[1])
+    with pytest.raises(ValueError, match="not a detector"):
+        load_detector(tiny_segmenter_files[1])
+
+
+def test_bad_files_fail_with_the_file_named(tmp_path, tiny_segmenter_files):
+    missing = tmp_path / "nope.onnx"
+    with pytest.raises(ModelLoadError, match="nope.onnx"):
+        load_segmenter(missing)
+    truncated = tmp_path / "cut.onnx"
+    truncated.write_bytes(tiny_segmenter_files[1].read_bytes()[:5000])
+    with pytest.raises(ModelLoadError, match="cut.onnx"):
+        load_segmenter(truncated)
+    damaged = tmp_path / "cut.safetensors"
+    damaged.write_bytes(tiny_segmenter_files[0].read_bytes()[:3000])
+    with pytest.raises(ModelLoadError, match="cut.safetensors"):
+        load_segmenter(damaged, backend="torch")
