@@ -64,7 +64,7 @@ def _cmd_export(args) -> int:
 
     from split_perception.tensorrt_compat import check_tensorrt_compat
 
-    out = export_onnx(Path(args.checkpoint), Path(args.output), dynamic_batch=args.dynamic_batch)
+    out = export_onnx(Path(args.checkpoint), Path(args.output), dynamic_batch=args.dynamic_batch, fp16_weights=args.fp16_weights)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     for target in ("8.6", "10"):
         print(check_tensorrt_compat(out, target).summary())
@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("checkpoint")
     ex.add_argument("-o", "--output", required=True, help="output .onnx file")
     ex.add_argument("--dynamic-batch", action="store_true", help="symbolic batch axis (default: batch 1 static)")
+    ex.add_argument("--fp16-weights", action="store_true", help="store large weights as float16 (half the file; compute stays float32)")
     ex.set_defaults(func=_cmd_export)
 
     tc = sub.add_parser("trt-check", help="static check that an ONNX file builds with TensorRT's ONNX parser (no TensorRT needed)")

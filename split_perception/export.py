@@ -21,6 +21,7 @@ import torch
 
 from split_perception.models import checkpoint as ckpt
 from split_perception.models.inference import inference_graph
+from split_perception.onnx_weights import store_weights_as_fp16
 
 OPSET = 17
 
@@ -33,7 +34,7 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def export_onnx(checkpoint: Path, out: Path, dynamic_batch: bool = False, opset: int = OPSET) -> Path:
+def export_onnx(checkpoint: Path, out: Path, dynamic_batch: bool = False, opset: int = OPSET, fp16_weights: bool = False) -> Path:
     import onnx
 
     checkpoint, out = Path(checkpoint), Path(out)
@@ -69,6 +70,9 @@ def export_onnx(checkpoint: Path, out: Path, dynamic_batch: bool = False, opset:
             "checkpoint_sha256": file_sha256(checkpoint),
             "opset": str(opset),
         }
+        if fp16_weights:
+            store_weights_as_fp16(proto)
+            meta["weights_storage"] = "float16, cast to float32 at load"
         del proto.metadata_props[:]
         for k, v in meta.items():
             proto.metadata_props.add(key=k, value=v)
@@ -85,3 +89,4 @@ def latent_sizes(cfg, model_type: str) -> dict:
     if model_type == "split_spair":
         return {"what": cfg.z_what, "local": cfg.local_dims, "background": cfg.z_bg, "grid_cells": cfg.grid**2}
     return {"slot": getattr(cfg, "z_dim", 0), "slots": getattr(cfg, "slots", 0)}
+

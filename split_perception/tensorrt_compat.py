@@ -94,8 +94,12 @@ def check_tensorrt_compat(path: str | Path, target: str = "10", dynamic_batch_ok
 
     if target not in SUPPORTED_OPS:
         raise ValueError(f"unknown TensorRT target '{target}' (choose from {', '.join(SUPPORTED_OPS)})")
+    from .onnx_weights import restore_fp32_weights
+
     model = onnx.load(str(path))
     report = CompatReport(str(path), target)
+    if restore_fp32_weights(model):  # what build-engine hands the parser
+        report.notes.append("float16-stored weights are restored to float32 initializers before parsing")
     _check_opset(model, target, report)
     model = shape_inference.infer_shapes(model, strict_mode=False)
     graph = model.graph

@@ -128,7 +128,7 @@ def build_engine(
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
+    if not parser.parse(_parser_bytes(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise EngineError(f"{onnx_path}: TensorRT {trt.__version__} cannot parse it: {errors}")
     config = builder.create_builder_config()
@@ -158,6 +158,16 @@ def build_engine(
         atomic_write_bytes(Path(timing_cache), bytes(config.get_timing_cache().serialize()))
     log.info("tensorrt: built %s", out)
     return out
+
+
+def _parser_bytes(onnx_path: Path) -> bytes:
+    """The ONNX file as the parser should see it: float16-stored weights back to float32."""
+    import onnx
+
+    from .onnx_weights import restore_fp32_weights
+
+    proto = onnx.load(str(onnx_path))
+    return proto.SerializeToString() if restore_fp32_weights(proto) else onnx_path.read_bytes()
 
 
 def check_engine_matches(engine: Path) -> dict:

@@ -72,3 +72,24 @@ def test_bad_files_fail_with_the_file_named(tmp_path, tiny_segmenter_files):
     damaged.write_bytes(tiny_segmenter_files[0].read_bytes()[:3000])
     with pytest.raises(ModelLoadError, match="cut.safetensors"):
         load_segmenter(damaged, backend="torch")
+
+
+def test_fp16_weight_storage_halves_the_file_and_keeps_parity(tmp_path, tiny_segmenter_files):
+    """Shipping format: fp16 on disk; ONNX Runtime equals torch holding the same rounded weights."""
+    from split_perception.export import export_onnx
+    from split_perception.models import checkpoint as ckpt
+    from split_perception.tensorrt_compat import check_tensorrt_compat
+
+    model, cfg, kind = ckpt.load_checkpoint(tiny_segmenter_files[0])
+    for p in model.parameters():
+        p.data = p.data.half().float()
+    rounded = tmp_path / "rounded.safetensors"
+    ckpt.save_checkpoint(rounded, model, kind, cfg)
+    small = export_onnx(rounded, tmp_path / "small.onnx", fp16_weights=True)
+    assert small.stat().st_size < 0.6 * tiny_segmenter_files[1].stat().st_size
+    x = np.random.default_rng(2).random((1, 3, 32, 32), dtype=np.float32)
+    a, b = load_segmenter(small).runner.run(x), load_segmenter(rounded, backend="torch").runner.run(x)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], atol=1e-4, err_msg=k)
+    report = check_tensorrt_compat(small, "8.6")
+    assert report.ok and any("float16-stored" in n for n in report.notes)
