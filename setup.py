@@ -32,6 +32,7 @@ setup(
         "console_scripts": [
             "split-perception = split_perception.cli:main",
             "detector_node = split_perception.nodes.detector_node:main",
+            "segmenter_node = split_perception.nodes.segmenter_node:main",
         ],
     },
 )

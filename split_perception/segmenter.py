@@ -24,11 +24,13 @@ DEFAULT_SEGMENTER = "monet_rn18"
 @dataclass
 class Segmentation:
     """Slots of one image: masks (K, H, W) soft, summing to one over K, at input resolution;
-    labels (H, W) the most likely slot of each pixel; latents (K, D) one row per slot."""
+    labels (H, W) the most likely slot of each pixel; latents (K, D) one row per slot;
+    model_masks (K, h, w) the masks as the model produced them (model resolution)."""
 
     masks: np.ndarray
     labels: np.ndarray
     latents: np.ndarray
+    model_masks: np.ndarray
 
     @property
     def slots(self) -> int:
@@ -50,8 +52,9 @@ def upsample_masks(masks: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 
 def postprocess_slots(outputs: dict, image_hw: tuple[int, int]) -> Segmentation:
-    masks = upsample_masks(outputs["masks"][0], image_hw)
-    return Segmentation(masks=masks, labels=masks.argmax(0).astype(np.uint8), latents=outputs["latents"][0].astype(np.float32))
+    model_masks = outputs["masks"][0].astype(np.float32)
+    masks = upsample_masks(model_masks, image_hw)
+    return Segmentation(masks=masks, labels=masks.argmax(0).astype(np.uint8), latents=outputs["latents"][0].astype(np.float32), model_masks=model_masks)
 
 
 class Segmenter:

@@ -3,6 +3,7 @@ import ast
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,14 +19,43 @@ def test_launch_file_builds_the_detector_node():
     tree = ast.parse((ROOT / "launch" / "detect.launch.py").read_text())
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     assert {"generate_launch_description", "Node"} <= names | {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
-    assert "detector_node" in (ROOT / "launch" / "detect.launch.py").read_text()
+    text = (ROOT / "launch" / "detect.launch.py").read_text()
+    assert "detector_node" in text and "segmenter_node" in text and "IfCondition" in text
 
 
-def test_params_file_parses_and_names_declared_parameters():
-    params = yaml.safe_load((ROOT / "config" / "detector.yaml").read_text())["split_spair_detector"]["ros__parameters"]
-    node_src = (ROOT / "split_perception" / "nodes" / "detector_node.py").read_text()
-    for name in params:
+@pytest.mark.parametrize("params, node, module", [("detector.yaml", "split_spair_detector", "detector_node"),
+                                                  ("segmenter.yaml", "monet_segmenter", "segmenter_node")])
+def test_params_files_parse_and_name_declared_parameters(params, node, module):
+    values = yaml.safe_load((ROOT / "config" / params).read_text())[node]["ros__parameters"]
+    node_src = (ROOT / "split_perception" / "nodes" / f"{module}.py").read_text()
+    assert f'super().__init__("{node}"' in node_src
+    for name in values:
         assert f'declare_parameter("{name}"' in node_src, name
+
+
+def test_launch_file_builds_both_nodes():
+    """Build the real LaunchDescription (ament index pointed at this source tree)."""
+    launch_ros = pytest.importorskip("launch_ros")
+    import importlib.util
+    import os
+
+    from launch.conditions import IfCondition
+
+    os.environ["AMENT_PREFIX_PATH"] = ""
+    spec = importlib.util.spec_from_file_location("detect_launch", ROOT / "launch" / "detect.launch.py")
+    mod = importlib.util.module_from_spec(spec)
+    import ament_index_python.packages as aip
+
+    real = aip.get_package_share_directory
+    aip.get_package_share_directory = lambda name: str(ROOT)
+    try:
+        spec.loader.exec_module(mod)
+        desc = mod.generate_launch_description()
+    finally:
+        aip.get_package_share_directory = real
+    nodes = [e for e in desc.entities if isinstance(e, launch_ros.actions.Node)]
+    assert [n.node_executable for n in nodes] == ["detector_node", "segmenter_node"]
+    assert isinstance(nodes[1].condition, IfCondition)
 
 
 def test_training_is_installed_under_the_package_namespace():

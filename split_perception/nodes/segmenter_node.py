@@ -1,0 +1,81 @@
+"""MONet slot node: camera image in, slot masks and slot latents out.
+
+    in   image                 sensor_msgs/Image (remap to your camera), sensor-data QoS
+    out  ~/masks               mono8 label image at input resolution (slot index per pixel)
+         ~/slot_probs          32FC1 (K*h) x w: the K soft masks at model resolution, stacked
+         ~/slot_latents        32FC1 K x D, row k = slot k
+         /diagnostics          rate, latency, dropped frames, backend
+All outputs carry the input image's header.
+"""
+from __future__ import annotations
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from split_perception import ros_messages
+from split_perception.image_conversion import array_to_image, image_to_rgb
+from split_perception.nodes.frame_worker import FrameWorker
+from split_perception.segmenter import load_segmenter
+
+
+class SegmenterNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("monet_segmenter", **kwargs)
+        model_path = self.declare_parameter("model_path", "").value
+        backend = self.declare_parameter("backend", "auto").value
+        self.segmenter = load_segmenter(model_path or None, backend)
+        self.get_logger().info(f"model {self.segmenter.runner.source} on {self.segmenter.backend}, input {self.segmenter.input_size}px")
+        out_qos = QoSProfile(depth=10)
+        self.pub_masks = self.create_publisher(Image, "~/masks", out_qos)
+        self.pub_probs = self.create_publisher(Image, "~/slot_probs", out_qos)
+        self.pub_latents = self.create_publisher(Image, "~/slot_latents", out_qos)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.worker = FrameWorker(self.process, self.report_bad_frame)
+        self.create_subscription(Image, "image", self.worker.submit, qos_profile_sensor_data)
+        self.create_timer(1.0, self.publish_diagnostics)
+
+    def process(self, msg: Image) -> None:
+        seg = self.segmenter(image_to_rgb(msg))
+        self.pub_masks.publish(array_to_image(seg.labels, "mono8", msg.header))
+        k, h, w = seg.model_masks.shape
+        self.pub_probs.publish(ros_messages.matrix_msg(seg.model_masks.reshape(k * h, w), msg.header))
+        self.pub_latents.publish(ros_messages.matrix_msg(seg.latents, msg.header))
+
+    def report_bad_frame(self, error: Exception) -> None:
+        self.get_logger().warning(f"frame skipped: {error}", throttle_duration_sec=5.0)
+
+    def publish_diagnostics(self) -> None:
+        stats = self.worker.stats()
+        stats["backend"] = self.segmenter.backend
+        ok = stats["frames_failed"] == 0
+        msg = "ok" if ok else f"{stats['frames_failed']} frame(s) failed"
+        self.pub_diag.publish(
+            ros_messages.diagnostics_msg(self.get_fully_qualified_name(), self.segmenter.backend, stats, self.get_clock().now().to_msg(), ok, msg)
+        )
+
+    def destroy_node(self):
+        self.worker.stop()
+        super().destroy_node()
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SegmenterNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+if __name__ == "__main__":
+    main()
