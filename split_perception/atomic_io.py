@@ -1,6 +1,8 @@
-"""Atomic file writes: a reader sees the old file or the whole new one, never a torn one."""
+"""File helpers: atomic writes (a reader sees the old file or the whole new one, never a torn one)
+and content hashes."""
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -25,3 +27,11 @@ def atomic_write(path: Path, write) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -10,7 +10,6 @@ shapes, latent sizes, checkpoint hash) so a node needs nothing else to run it.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -19,19 +18,13 @@ from pathlib import Path
 
 import torch
 
+from split_perception.atomic_io import file_sha256
 from split_perception.models import checkpoint as ckpt
 from split_perception.models.inference import inference_graph
 from split_perception.onnx_weights import store_weights_as_fp16
 
 OPSET = 17
 
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def export_onnx(checkpoint: Path, out: Path, dynamic_batch: bool = False, opset: int = OPSET, fp16_weights: bool = False) -> Path:

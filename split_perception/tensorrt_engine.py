@@ -12,7 +12,6 @@ Needs `tensorrt` (and `cuda-python` for device memory); nothing here imports tor
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,7 +20,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .atomic_io import atomic_write_bytes
+from .atomic_io import atomic_write_bytes, file_sha256
 
 log = logging.getLogger("split_perception")
 
@@ -45,13 +44,6 @@ class EngineKey:
         gpu = re.sub(r"[^A-Za-z0-9]+", "-", self.gpu_name).strip("-").lower()
         return f"{stem}.{self.onnx_sha256[:12]}.trt{self.tensorrt_version}.{gpu}.sm{self.compute_capability.replace('.', '')}.{self.precision}.engine"
 
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def gpu_identity(device: int = 0) -> tuple[str, str]:

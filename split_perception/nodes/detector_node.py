@@ -11,9 +11,7 @@ All outputs carry the input image's header.
 """
 from __future__ import annotations
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -24,6 +22,7 @@ from split_perception import ros_messages
 from split_perception.detector import load_detector
 from split_perception.image_conversion import array_to_image, image_to_rgb
 from split_perception.nodes.frame_worker import FrameWorker
+from split_perception.nodes.node_runtime import publish_worker_diagnostics, spin
 
 
 class DetectorNode(Node):
@@ -65,13 +64,7 @@ class DetectorNode(Node):
         self.get_logger().warning(f"frame skipped: {error}", throttle_duration_sec=5.0)
 
     def publish_diagnostics(self) -> None:
-        stats = self.worker.stats()
-        stats["backend"] = self.detector.backend
-        ok = stats["frames_failed"] == 0
-        msg = "ok" if ok else f"{stats['frames_failed']} frame(s) failed"
-        self.pub_diag.publish(
-            ros_messages.diagnostics_msg(self.get_fully_qualified_name(), self.detector.backend, stats, self.get_clock().now().to_msg(), ok, msg)
-        )
+        publish_worker_diagnostics(self, self.pub_diag, self.worker, self.detector.backend)
 
     def reject_runtime_changes(self, params: list[Parameter]):
         from rcl_interfaces.msg import SetParametersResult
@@ -89,18 +82,7 @@ class DetectorNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = DetectorNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    spin(DetectorNode, args)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,7 @@ All outputs carry the input image's header.
 """
 from __future__ import annotations
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -19,6 +17,7 @@ from sensor_msgs.msg import Image
 from split_perception import ros_messages
 from split_perception.image_conversion import array_to_image, image_to_rgb
 from split_perception.nodes.frame_worker import FrameWorker
+from split_perception.nodes.node_runtime import publish_worker_diagnostics, spin
 from split_perception.segmenter import load_segmenter
 
 
@@ -49,13 +48,7 @@ class SegmenterNode(Node):
         self.get_logger().warning(f"frame skipped: {error}", throttle_duration_sec=5.0)
 
     def publish_diagnostics(self) -> None:
-        stats = self.worker.stats()
-        stats["backend"] = self.segmenter.backend
-        ok = stats["frames_failed"] == 0
-        msg = "ok" if ok else f"{stats['frames_failed']} frame(s) failed"
-        self.pub_diag.publish(
-            ros_messages.diagnostics_msg(self.get_fully_qualified_name(), self.segmenter.backend, stats, self.get_clock().now().to_msg(), ok, msg)
-        )
+        publish_worker_diagnostics(self, self.pub_diag, self.worker, self.segmenter.backend)
 
     def destroy_node(self):
         self.worker.stop()
@@ -63,18 +56,7 @@ class SegmenterNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SegmenterNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    spin(SegmenterNode, args)
 
 
 if __name__ == "__main__":
