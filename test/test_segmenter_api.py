@@ -93,3 +93,22 @@ def test_fp16_weight_storage_halves_the_file_and_keeps_parity(tmp_path, tiny_seg
         np.testing.assert_allclose(a[k], b[k], atol=1e-4, err_msg=k)
     report = check_tensorrt_compat(small, "8.6")
     assert report.ok and any("float16-stored" in n for n in report.notes)
+
+
+def test_onnxruntime_path_never_imports_torch(tiny_detector_files, tiny_segmenter_files):
+    """What a Jetson runs: both APIs on ONNX files in a fresh process, torch never imported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from split_perception import load_detector, load_segmenter\n"
+        f"d = load_detector({str(tiny_detector_files[1])!r}); s = load_segmenter({str(tiny_segmenter_files[1])!r})\n"
+        "img = np.zeros((120, 160, 3), np.uint8)\n"
+        "d(img); s(img)\n"
+        "assert d.backend == s.backend == 'onnxruntime'\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
