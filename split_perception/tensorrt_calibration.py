@@ -12,14 +12,7 @@ import numpy as np
 import tensorrt as trt
 
 from .preprocessing import preprocess
-
-
-def _cudart():
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        from cuda import cudart
-    return cudart
+from .tensorrt_engine import cuda_runtime
 
 
 class FolderCalibrator(trt.IInt8EntropyCalibrator2):
@@ -32,7 +25,7 @@ class FolderCalibrator(trt.IInt8EntropyCalibrator2):
         self.indices = list(range(min(len(self.folder), max_images)))
         if not self.indices:
             raise ValueError(f"{folder}: no calibration images")
-        self.cudart = _cudart()
+        self.cudart = cuda_runtime()
         nbytes = batch_size * int(np.prod(chw)) * 4
         err, self.device_ptr = self.cudart.cudaMalloc(nbytes)
         if int(err):

@@ -46,15 +46,21 @@ class EngineKey:
 
 
 
-def gpu_identity(device: int = 0) -> tuple[str, str]:
-    """(name, compute capability 'major.minor') of a CUDA device, without torch."""
+def cuda_runtime():
+    """cuda-python's runtime API module (device memory, copies, streams), or None."""
     try:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
     except ImportError:
         try:
             from cuda import cudart  # older cuda-python
         except ImportError:
-            cudart = None
+            return None
+    return cudart
+
+
+def gpu_identity(device: int = 0) -> tuple[str, str]:
+    """(name, compute capability 'major.minor') of a CUDA device, without torch."""
+    cudart = cuda_runtime()
     if cudart is not None:
         err, props = cudart.cudaGetDeviceProperties(device)
         if int(err) == 0:

@@ -23,8 +23,7 @@ class TensorRTRunner:
     def __init__(self, engine_path: Path):
         import tensorrt as trt
 
-        from split_perception.tensorrt_engine import EngineError, check_engine_matches
-        from split_perception.tensorrt_calibration import _cudart
+        from split_perception.tensorrt_engine import EngineError, check_engine_matches, cuda_runtime
 
         self.source = Path(engine_path)
         try:
@@ -34,7 +33,7 @@ class TensorRTRunner:
         meta = info.get("metadata", {})
         self.metadata = {k: json.loads(v) if k in ("output_names", "input_size", "latent_sizes") else v for k, v in meta.items()}
         self.model_type = self.metadata.get("model_type", "unknown")
-        self.cudart = _cudart()
+        self.cudart = cuda_runtime()
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self.runtime.deserialize_cuda_engine(self.source.read_bytes())
         if self.engine is None:
