@@ -13,8 +13,11 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q test
 
-bench: setup
+bench: setup  # every benchmark; each prints its figures (docs/RESULTS.md records them)
 	$(PY) benchmarks/bench_scenes.py
+	$(PY) benchmarks/bench_detector.py
+	$(PY) benchmarks/bench_runtime.py
+	$(PY) benchmarks/bench_monet_efficiency.py --out runs/bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info
