@@ -23,6 +23,26 @@ def test_onnx_matches_torch_on_every_output(tiny_segmenter_files):
             np.testing.assert_allclose(a[k], b[k], atol=1e-4, err_msg=k)
 
 
+def test_recurrent_unet_monet_exports_with_parity_at_another_size(tmp_path):
+    """The MONet baseline (recurrent U-Net attention) at 48 px: ONNX Runtime equals torch."""
+    import torch
+
+    from split_perception.export import export_onnx
+    from split_perception.models import checkpoint as ckpt
+    from split_perception.models.monet import MODEL_TYPE, Monet, MonetConfig
+
+    torch.manual_seed(0)
+    cfg = MonetConfig(image_size=48, slots=3, attention="unet", unet_channels=(8, 8, 8))
+    weights = tmp_path / "unet.safetensors"
+    ckpt.save_checkpoint(weights, Monet(cfg), MODEL_TYPE, cfg)
+    onnx_path = export_onnx(weights, tmp_path / "unet.onnx")
+    x = np.random.default_rng(3).random((1, 3, 48, 48), dtype=np.float32)
+    a, b = load_segmenter(onnx_path).runner.run(x), load_segmenter(weights, backend="torch").runner.run(x)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], atol=1e-4, err_msg=k)
+    np.testing.assert_allclose(a["masks"].sum(1), 1.0, atol=1e-5)
+
+
 def test_onnx_file_describes_itself(tiny_segmenter_files):
     model = onnx.load(str(tiny_segmenter_files[1]))
     onnx.checker.check_model(model)

@@ -105,3 +105,30 @@ def test_engine_matches_onnxruntime(tmp_path, tiny_detector_files, tiny_segmente
         a, b = trt_run.run(x), ort_run.run(x)
         for k in b:
             np.testing.assert_allclose(a[k], b[k], atol=1e-3, err_msg=k)
+
+
+def test_engine_from_another_tensorrt_or_gpu_is_refused(tmp_path, monkeypatch):
+    """The sidecar check that runs before any deserialisation (TensorRT and GPU stood in for)."""
+    import json
+    import sys
+    import types
+
+    from split_perception import tensorrt_engine as te
+
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))
+    monkeypatch.setattr(te, "gpu_identity", lambda device=0: ("NVIDIA Orin (nvgpu)", "8.7"))
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"\0" * 16)
+    with pytest.raises(te.EngineError, match="no m.json beside it"):
+        te.check_engine_matches(engine)
+    side = {"tensorrt_version": "8.6.2", "gpu_name": "NVIDIA Orin (nvgpu)", "compute_capability": "8.7"}
+    engine.with_suffix(".json").write_text(json.dumps(side))
+    with pytest.raises(te.EngineError, match="built with TensorRT 8.6.2, this is 10.3.0: rebuild"):
+        te.check_engine_matches(engine)
+    side.update(tensorrt_version="10.3.0", gpu_name="NVIDIA GeForce RTX 4090", compute_capability="8.9")
+    engine.with_suffix(".json").write_text(json.dumps(side))
+    with pytest.raises(te.EngineError, match="built for NVIDIA GeForce RTX 4090"):
+        te.check_engine_matches(engine)
+    side.update(gpu_name="NVIDIA Orin (nvgpu)", compute_capability="8.7")
+    engine.with_suffix(".json").write_text(json.dumps(side))
+    assert te.check_engine_matches(engine)["tensorrt_version"] == "10.3.0"

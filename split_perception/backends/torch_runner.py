@@ -1,4 +1,4 @@
-"""PyTorch backend: runs a .safetensors checkpoint's deterministic inference graph."""
+"""PyTorch backend: runs a .safetensors checkpoint's deterministic inference graph (CUDA fp16 when there is a GPU)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,5 +28,7 @@ class TorchRunner:
 
     @torch.inference_mode()
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        outs = self.graph(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device))
+        # fp16 on a GPU (tensor cores); the CPU stays fp32
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
+            outs = self.graph(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device))
         return {n: o.float().cpu().numpy() for n, o in zip(self.graph.output_names, outs)}
