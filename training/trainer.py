@@ -202,7 +202,7 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False) -> dict:
     if rank == 0 and not quiet:
         from tqdm import tqdm
 
-        bar = tqdm(total=tc.steps, initial=start, desc=run.model_type, dynamic_ncols=True)
+        bar = tqdm(total=tc.steps, initial=start, desc=out.name, dynamic_ncols=True)
     t_last, steps_since = time.perf_counter(), 0
 
     def save(step: int) -> None:
