@@ -175,6 +175,8 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError, OSError) as e:
         print(f"split-perception {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130  # the conventional status of a run stopped by Ctrl-C / SIGTERM (state already saved)
 
 
 if __name__ == "__main__":

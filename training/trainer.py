@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field, fields
@@ -212,6 +213,7 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False) -> dict:
         ckpt.save_optimizer(opt_file, optimizer, {"step": step})
 
     step = start
+    previous_handlers = _stop_on_termination_signals()
     try:
         for step in range(start, tc.steps):
             x = stream.batch(step).to(device, non_blocking=True)
@@ -252,11 +254,28 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False) -> dict:
             print(f"\ninterrupted at step {step}; checkpoint saved, run again to resume", file=sys.stderr)
         raise
     finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
         if bar:
             bar.close()
         if log_file:
             log_file.close()
     return last
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _stop_on_termination_signals() -> dict:
+    """SIGTERM (systemd, docker stop, a cluster's pre-emption) and SIGINT end training like Ctrl-C:
+    checkpoint saved, resumable. SIGINT is set explicitly because shells start background jobs with
+    it ignored, which would otherwise make `kill -INT` do nothing."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # only the main thread may set handlers
+    return {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
 def vars_of(dc) -> dict:

@@ -1,0 +1,55 @@
+"""The training command as a user runs it: stop it (SIGTERM / Ctrl-C), run it again, it resumes."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["model.image_size=24", "model.hidden=32", "model.z_what=8", "model.z_local=4", "model.z_bg=4",
+        "data.image_size=24", "train.batch_size=2", "train.threads=1", "train.log_every=1", "train.checkpoint_every=3"]
+
+
+def train_cmd(out: Path, steps: int, extra=()) -> list[str]:
+    sets = [a for kv in TINY + [f"train.steps={steps}", *extra] for a in ("--set", kv)]
+    return [sys.executable, "-m", "split_perception.cli", "train", str(ROOT / "config" / "train_split_spair.yaml"),
+            "--out", str(out), *sets]
+
+
+def saved_step(out: Path) -> int:
+    return json.loads((out / "checkpoint.json").read_text())["step"]
+
+
+def test_sigterm_saves_and_the_same_command_resumes(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(train_cmd(out, 100_000), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.time() + 120
+    while not (out / "checkpoint.json").is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert (out / "checkpoint.json").is_file(), proc.communicate(timeout=30)
+    time.sleep(1.0)  # a few steps past the first checkpoint
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "checkpoint saved" in err and "Traceback" not in err, err[-2000:]
+    stopped_at = saved_step(out)
+    assert stopped_at >= 3
+    rows_before = (out / "metrics.csv").read_text().count("\n")
+
+    res = subprocess.run(train_cmd(out, stopped_at + 2), capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert f"from step {stopped_at}" in res.stderr
+    assert saved_step(out) == stopped_at + 2
+    assert (out / "metrics.csv").read_text().count("\n") == rows_before + 2  # appended, not restarted
+
+
+def test_resuming_with_another_model_config_is_refused(tmp_path):
+    out = tmp_path / "run"
+    assert subprocess.run(train_cmd(out, 3), capture_output=True, timeout=120).returncode == 0
+    res = subprocess.run(train_cmd(out, 6, ["model.z_what=16"]), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "another model config" in res.stderr, res.stderr[-2000:]
+    assert saved_step(out) == 3  # the old run is untouched
