@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from process_memory import peak_rss_mb  # benchmarks/, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
@@ -72,7 +72,7 @@ def child(model: str, backend: str, static: str, dynamic: str, frames_file: str,
         "api_p50_ms": float(np.percentile(api_ms, 50)), "api_p99_ms": float(np.percentile(api_ms, 99)),
         "graph_p50_ms": float(np.percentile(graph_ms, 50)), "graph_p99_ms": float(np.percentile(graph_ms, 99)),
         "batch8_fps": 8000.0 / float(np.median(b8_ms)),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "torch_imported": "torch" in sys.modules,
     }
 
