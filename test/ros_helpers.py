@@ -32,3 +32,21 @@ def spin_until(executor, predicate, timeout: float) -> bool:
         if predicate():
             return True
     return False
+
+
+def client_node(name: str, topics: dict[str, tuple[type, str]]):
+    """A client node that records every message on `topics` ({key: (type, topic)}) and publishes
+    camera frames on `cam/image` with sensor-data QoS. Returns (node, received, camera, executor)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    node = rclpy.create_node(name)
+    received: dict[str, list] = {key: [] for key in topics}
+    for key, (msg_type, topic) in topics.items():
+        node.create_subscription(msg_type, topic, received[key].append, 10)
+    camera = node.create_publisher(Image, "cam/image", qos_profile_sensor_data)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    return node, received, camera, executor

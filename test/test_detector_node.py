@@ -6,12 +6,10 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
-from ros_helpers import spin_until, stop  # noqa: E402
+from ros_helpers import client_node, spin_until, stop  # noqa: E402
 from split_perception import load_detector  # noqa: E402
 from split_perception.image_conversion import array_to_image, image_to_array  # noqa: E402
 from split_perception.training import scenes  # noqa: E402
@@ -28,18 +26,12 @@ def test_node_publishes_the_topic_contract(tiny_detector_files):
         env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     rclpy.init()
-    node = rclpy.create_node("node_test_client")
-    got: dict[str, list] = {"det": [], "what": [], "local": [], "bg": [], "debug": [], "diag": []}
     ns = "/split_spair_detector"
-    node.create_subscription(Detection2DArray, f"{ns}/detections", got["det"].append, 10)
-    node.create_subscription(Image, f"{ns}/latents/what", got["what"].append, 10)
-    node.create_subscription(Image, f"{ns}/latents/local", got["local"].append, 10)
-    node.create_subscription(Image, f"{ns}/latents/background", got["bg"].append, 10)
-    node.create_subscription(Image, f"{ns}/debug_image", got["debug"].append, 10)
-    node.create_subscription(DiagnosticArray, "/diagnostics", got["diag"].append, 10)
-    pub = node.create_publisher(Image, "cam/image", qos_profile_sensor_data)
-    ex = SingleThreadedExecutor()
-    ex.add_node(node)
+    node, got, pub, ex = client_node("node_test_client", {
+        "det": (Detection2DArray, f"{ns}/detections"), "what": (Image, f"{ns}/latents/what"),
+        "local": (Image, f"{ns}/latents/local"), "bg": (Image, f"{ns}/latents/background"),
+        "debug": (Image, f"{ns}/debug_image"), "diag": (DiagnosticArray, "/diagnostics"),
+    })
     try:
         assert spin_until(ex, lambda: pub.get_subscription_count() > 0, 30), stop(proc)
         image = scenes.generate(scenes.MultiObjectConfig(), 0, 2).image

@@ -8,11 +8,9 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from ros_helpers import spin_until, stop  # noqa: E402
+from ros_helpers import client_node, spin_until, stop  # noqa: E402
 from split_perception import load_segmenter  # noqa: E402
 from split_perception.image_conversion import array_to_image, image_to_array  # noqa: E402
 from split_perception.training import scenes  # noqa: E402
@@ -25,16 +23,11 @@ def test_slot_node_publishes_the_topic_contract(tiny_segmenter_files):
         env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     rclpy.init()
-    node = rclpy.create_node("slot_test_client")
-    got: dict[str, list] = {"masks": [], "probs": [], "latents": [], "diag": []}
     ns = "/monet_segmenter"
-    node.create_subscription(Image, f"{ns}/masks", got["masks"].append, 10)
-    node.create_subscription(Image, f"{ns}/slot_probs", got["probs"].append, 10)
-    node.create_subscription(Image, f"{ns}/slot_latents", got["latents"].append, 10)
-    node.create_subscription(DiagnosticArray, "/diagnostics", got["diag"].append, 10)
-    pub = node.create_publisher(Image, "cam/image", qos_profile_sensor_data)
-    ex = SingleThreadedExecutor()
-    ex.add_node(node)
+    node, got, pub, ex = client_node("slot_test_client", {
+        "masks": (Image, f"{ns}/masks"), "probs": (Image, f"{ns}/slot_probs"),
+        "latents": (Image, f"{ns}/slot_latents"), "diag": (DiagnosticArray, "/diagnostics"),
+    })
     try:
         assert spin_until(ex, lambda: pub.get_subscription_count() > 0, 30), stop(proc)
         image = scenes.generate(scenes.RoomConfig(), 0, 1).image  # 64 x 64
