@@ -16,6 +16,7 @@ import csv
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -271,8 +272,6 @@ def _stop_on_termination_signals() -> dict:
     """SIGTERM (systemd, docker stop, a cluster's pre-emption) and SIGINT end training like Ctrl-C:
     checkpoint saved, resumable. SIGINT is set explicitly because shells start background jobs with
     it ignored, which would otherwise make `kill -INT` do nothing."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return {}  # only the main thread may set handlers
     return {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}

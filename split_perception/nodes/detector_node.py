@@ -11,21 +11,18 @@ All outputs carry the input image's header.
 """
 from __future__ import annotations
 
-from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
 from split_perception import ros_messages
 from split_perception.detector import load_detector
 from split_perception.image_conversion import array_to_image, image_to_rgb
-from split_perception.nodes.frame_worker import FrameWorker
-from split_perception.nodes.node_runtime import publish_worker_diagnostics, spin
+from split_perception.nodes.node_runtime import CameraModelNode, spin
 
 
-class DetectorNode(Node):
+class DetectorNode(CameraModelNode):
     def __init__(self, **kwargs):
         super().__init__("split_spair_detector", **kwargs)
         model_path = self.declare_parameter("model_path", "").value
@@ -34,20 +31,13 @@ class DetectorNode(Node):
         nms_iou = self.declare_parameter("nms_iou", -1.0).value  # < 0: off
         self.publish_debug = self.declare_parameter("publish_debug_image", False).value
         self.detector = load_detector(model_path or None, backend, threshold, nms_iou if nms_iou >= 0 else None)
-        self.get_logger().info(
-            f"model {self.detector.runner.source} on {self.detector.backend} "
-            f"({getattr(self.detector.runner, 'provider', '')}), input {self.detector.input_size}px"
-        )
         out_qos = QoSProfile(depth=10)
         self.pub_det = self.create_publisher(Detection2DArray, "~/detections", out_qos)
         self.pub_what = self.create_publisher(Image, "~/latents/what", out_qos)
         self.pub_local = self.create_publisher(Image, "~/latents/local", out_qos)
         self.pub_bg = self.create_publisher(Image, "~/latents/background", out_qos)
         self.pub_debug = self.create_publisher(Image, "~/debug_image", out_qos) if self.publish_debug else None
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.worker = FrameWorker(self.process, self.report_bad_frame)
-        self.create_subscription(Image, "image", self.worker.submit, qos_profile_sensor_data)
-        self.create_timer(1.0, self.publish_diagnostics)
+        self.start_camera(self.detector)
         self.add_on_set_parameters_callback(self.reject_runtime_changes)
 
     def process(self, msg: Image) -> None:
@@ -60,12 +50,6 @@ class DetectorNode(Node):
         if self.pub_debug:
             self.pub_debug.publish(array_to_image(ros_messages.debug_image(rgb, det), "rgb8", msg.header))
 
-    def report_bad_frame(self, error: Exception) -> None:
-        self.get_logger().warning(f"frame skipped: {error}", throttle_duration_sec=5.0)
-
-    def publish_diagnostics(self) -> None:
-        publish_worker_diagnostics(self, self.pub_diag, self.worker, self.detector.backend)
-
     def reject_runtime_changes(self, params: list[Parameter]):
         from rcl_interfaces.msg import SetParametersResult
 
@@ -75,10 +59,6 @@ class DetectorNode(Node):
                 continue
             return SetParametersResult(successful=False, reason=f"'{p.name}' is read at start-up only (threshold in [0, 1] can change)")
         return SetParametersResult(successful=True)
-
-    def destroy_node(self):
-        self.worker.stop()
-        super().destroy_node()
 
 
 def main(args=None) -> None:

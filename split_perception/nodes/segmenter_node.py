@@ -9,33 +9,26 @@ All outputs carry the input image's header.
 """
 from __future__ import annotations
 
-from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.node import Node
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 
 from split_perception import ros_messages
 from split_perception.image_conversion import array_to_image, image_to_rgb
-from split_perception.nodes.frame_worker import FrameWorker
-from split_perception.nodes.node_runtime import publish_worker_diagnostics, spin
+from split_perception.nodes.node_runtime import CameraModelNode, spin
 from split_perception.segmenter import load_segmenter
 
 
-class SegmenterNode(Node):
+class SegmenterNode(CameraModelNode):
     def __init__(self, **kwargs):
         super().__init__("monet_segmenter", **kwargs)
         model_path = self.declare_parameter("model_path", "").value
         backend = self.declare_parameter("backend", "auto").value
         self.segmenter = load_segmenter(model_path or None, backend)
-        self.get_logger().info(f"model {self.segmenter.runner.source} on {self.segmenter.backend}, input {self.segmenter.input_size}px")
         out_qos = QoSProfile(depth=10)
         self.pub_masks = self.create_publisher(Image, "~/masks", out_qos)
         self.pub_probs = self.create_publisher(Image, "~/slot_probs", out_qos)
         self.pub_latents = self.create_publisher(Image, "~/slot_latents", out_qos)
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.worker = FrameWorker(self.process, self.report_bad_frame)
-        self.create_subscription(Image, "image", self.worker.submit, qos_profile_sensor_data)
-        self.create_timer(1.0, self.publish_diagnostics)
+        self.start_camera(self.segmenter)
 
     def process(self, msg: Image) -> None:
         seg = self.segmenter(image_to_rgb(msg))
@@ -43,16 +36,6 @@ class SegmenterNode(Node):
         k, h, w = seg.model_masks.shape
         self.pub_probs.publish(ros_messages.matrix_msg(seg.model_masks.reshape(k * h, w), msg.header))
         self.pub_latents.publish(ros_messages.matrix_msg(seg.latents, msg.header))
-
-    def report_bad_frame(self, error: Exception) -> None:
-        self.get_logger().warning(f"frame skipped: {error}", throttle_duration_sec=5.0)
-
-    def publish_diagnostics(self) -> None:
-        publish_worker_diagnostics(self, self.pub_diag, self.worker, self.segmenter.backend)
-
-    def destroy_node(self):
-        self.worker.stop()
-        super().destroy_node()
 
 
 def main(args=None) -> None:
