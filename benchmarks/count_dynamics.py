@@ -29,8 +29,9 @@ def main() -> None:
     import torch
 
     from split_perception.models.spair import SpairConfig, SplitSpair
-    from split_perception.training import scenes
+    from split_perception.training import metrics, scenes
     from split_perception.training.dataset import to_tensor
+    from split_perception.training.evaluate import TEST_SEED
     from split_perception.training.trainer import DataConfig, SceneStream
 
     torch.manual_seed(args.seed)
@@ -42,14 +43,14 @@ def main() -> None:
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     stream = SceneStream(DataConfig(backgrounds=("solid",), min_objects=1, max_objects=1, seed=args.seed), batch_size=16)
     held_out = scenes.MultiObjectConfig(min_objects=1, max_objects=1)
-    x_test = torch.stack([to_tensor(scenes.generate(held_out, 10_000, i).image) for i in range(64)])
+    x_test = torch.stack([to_tensor(scenes.generate(held_out, TEST_SEED, i).image) for i in range(64)])
 
     @torch.no_grad()
     def count_error() -> float:
         model.eval()
-        pres = model(x_test)["pres_prob"]
+        counts = (model(x_test)["pres_prob"] > 0.5).sum(1).tolist()
         model.train()
-        return float(((pres > 0.5).sum(1).float() - 1).abs().mean())
+        return metrics.count_error(counts, [1] * len(counts))
 
     print(f"step 0: count error {count_error():.2f}")
     start, mses = time.perf_counter(), []

@@ -18,6 +18,16 @@ MB = 1024 * 1024
 FG_ARI_FLOOR = 0.25  # measured 0.50 on these 20 rooms (0.38 over 300 at 32 px, docs/RESULTS.md)
 
 
+@pytest.fixture(scope="module")
+def detector():
+    return load_detector(backend="onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    return load_segmenter(backend="onnxruntime")
+
+
 def test_shipped_files_are_small_and_onnx_first():
     # issue limits: detector <= 20 MB, segmenter <= 30 MB (fp16 weight storage)
     assert (WEIGHTS_DIR / "split_spair.onnx").stat().st_size <= 20 * MB
@@ -26,13 +36,12 @@ def test_shipped_files_are_small_and_onnx_first():
     assert card["model_type"] == "split_spair" and card["step"] > 0
 
 
-def test_default_detector_counts_objects_on_held_out_scenes():
-    det = load_detector(backend="onnxruntime")
+def test_default_detector_counts_objects_on_held_out_scenes(detector):
     cfg = scenes.MultiObjectConfig(image_size=48, background="solid", palette="test", sprite_size=14)
     pred, true = [], []
     for i in range(60):
         s = scenes.generate(cfg, TEST_SEED, i)
-        d = det(s.image)
+        d = detector(s.image)
         assert d.boxes.shape == (len(d.scores), 4)
         pred.append(len(d.scores))
         true.append(s.count)
@@ -40,13 +49,12 @@ def test_default_detector_counts_objects_on_held_out_scenes():
     assert metrics.count_accuracy(pred, true) >= 0.45, (pred, true)
 
 
-def test_default_segmenter_separates_objects_on_held_out_rooms():
-    seg = load_segmenter(backend="onnxruntime")
+def test_default_segmenter_separates_objects_on_held_out_rooms(segmenter):
     cfg = scenes.RoomConfig(image_size=64)
     aris = []
     for i in range(20):
         s = scenes.generate(cfg, TEST_SEED, i)
-        out = seg(s.image)
+        out = segmenter(s.image)
         assert out.masks.shape[1:] == s.image.shape[:2]
         np.testing.assert_allclose(out.masks.sum(0), 1.0, atol=1e-3)
         aris.append(metrics.foreground_ari(s.labels, out.labels))
@@ -54,8 +62,8 @@ def test_default_segmenter_separates_objects_on_held_out_rooms():
 
 
 @pytest.mark.parametrize("shape", [(17, 90), (480, 640)])
-def test_defaults_answer_camera_sized_frames(shape):
+def test_defaults_answer_camera_sized_frames(shape, detector, segmenter):
     img = np.random.default_rng(0).integers(0, 256, shape + (3,), dtype=np.uint8)
-    assert load_segmenter(backend="onnxruntime")(img).labels.shape == shape
-    d = load_detector(backend="onnxruntime")(img)
+    assert segmenter(img).labels.shape == shape
+    d = detector(img)
     assert (d.boxes[:, [0, 2]] <= shape[1] + 1).all() and (d.boxes[:, [1, 3]] <= shape[0] + 1).all()
