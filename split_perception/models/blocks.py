@@ -138,9 +138,15 @@ class DeconvDecoder(nn.Module):
     """Latent vector -> image: linear to a (C, s, s) seed, then x2 transposed convolutions.
 
     Channels halve at each upsampling (floor 16): high-resolution layers dominate the cost.
+    With `colour_path`, a linear map from the latent adds one value per output channel to
+    the whole image. Why: GroupNorm after every upsampling removes each channel group's
+    mean, so the convolutions alone take hundreds of steps to draw a flat colour (measured:
+    background-only MSE 0.01 after 600 steps on flat colours, 0.001 after 100 with the path).
     """
 
-    def __init__(self, latent: int, out_channels: int, size: int, seed_size: int, channels: int = 64):
+    def __init__(
+        self, latent: int, out_channels: int, size: int, seed_size: int, channels: int = 64, colour_path: bool = False
+    ):
         super().__init__()
         ups = int(round(math.log2(size / seed_size)))
         if seed_size * 2**ups != size:
@@ -155,6 +161,10 @@ class DeconvDecoder(nn.Module):
             c = c_next
         layers.append(nn.Conv2d(c, out_channels, 3, 1, 1))
         self.net = nn.Sequential(*layers)
+        self.colour = nn.Linear(latent, out_channels) if colour_path else None
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(self.fc(z).reshape(-1, *self.seed))
+        out = self.net(self.fc(z).reshape(-1, *self.seed))
+        if self.colour is not None:
+            out = out + self.colour(z)[:, :, None, None]
+        return out

@@ -80,6 +80,17 @@ class SpairConfig:
     # (SPACE starts its training with the foreground held off for the same reason).
     pres_init_bias: float = -2.0
     bg_warmup_steps: int = 1000
+    # Presence is a relaxed Bernoulli sample in training. Once the background is right, a cell
+    # switched on by a sample with an untrained glimpse decoder only adds error, so presence
+    # falls to zero everywhere and the glimpse path never learns (measured: count 0 on every
+    # single-object scene at 500 steps, docs/RESULTS.md). For expected_presence_steps after the
+    # background warm-up each glimpse is instead drawn weighted by its presence probability
+    # (its expected contribution): a low-variance gradient that lets the decoder learn to
+    # draw objects while the presence head learns where they are.
+    expected_presence_steps: int = 0
+    # Direct colour path in the background, glimpse and local decoders (blocks.DeconvDecoder).
+    # Off by default only so that checkpoints written before it existed still load.
+    colour_path: bool = False
 
     def __post_init__(self):
         if self.image_size % self.cell_size:
@@ -157,20 +168,22 @@ class SplitSpair(nn.Module):
             conv_stack([3, 32, 64], [4, 4], [2, 2], [1, 1]), nn.Flatten(), mlp([64 * (g // 4) ** 2, h], True)
         )
         self.what_head = GaussianHead(h, a)
-        self.glimpse_decoder = DeconvDecoder(a + cfg.local_dims, 4, g, seed_size=g // 4, channels=32)
+        self.glimpse_decoder = DeconvDecoder(
+            a + cfg.local_dims, 4, g, seed_size=g // 4, channels=32, colour_path=cfg.colour_path
+        )
         # background VAE
         n = cfg.image_size
         self.bg_encoder = nn.Sequential(
             conv_stack([3, 32, 64, 64], [4, 4, 4], [2, 2, 2], [1, 1, 1]), nn.AdaptiveAvgPool2d(1), nn.Flatten()
         )
         self.bg_head = GaussianHead(64, cfg.z_bg)
-        self.bg_decoder = DeconvDecoder(cfg.z_bg + cfg.local_dims, 3, n, seed_size=n // 8)
+        self.bg_decoder = DeconvDecoder(cfg.z_bg + cfg.local_dims, 3, n, seed_size=n // 8, colour_path=cfg.colour_path)
         if cfg.split:
             self.local_encoder = nn.Sequential(
                 conv_stack([3, 32, 64], [4, 4], [2, 2], [1, 1]), nn.AdaptiveAvgPool2d(1), nn.Flatten()
             )
             self.local_head = GaussianHead(64, cfg.z_local)
-            self.local_decoder = DeconvDecoder(cfg.z_local, 3, n, seed_size=n // 8)
+            self.local_decoder = DeconvDecoder(cfg.z_local, 3, n, seed_size=n // 8, colour_path=cfg.colour_path)
             gen = torch.Generator().manual_seed(cfg.shuffle_seed)
             self.register_buffer("inference_perm", patch_permutation((n // cfg.patch_size) ** 2, gen), persistent=False)
         # pixel centres of the cells, for box decoding
@@ -290,8 +303,10 @@ class SplitSpair(nn.Module):
         cells = self.infer_cells(x, sample=sample)
         boxes = self.boxes_from_where(cells["z_where"])
         what_mean, what_logstd, z_what = self.encode_what(x, boxes, sample)
-        recon, background, _ = self.render(z_what, z_local, z_bg, boxes, cells["z_depth"], cells["z_pres"])
         pres_prob = torch.sigmoid(cells["pres_logit"])
+        expected = self.training and step < cfg.bg_warmup_steps + cfg.expected_presence_steps
+        z_pres = pres_prob if expected else cells["z_pres"]
+        recon, background, _ = self.render(z_what, z_local, z_bg, boxes, cells["z_depth"], z_pres)
         terms["nll_x"] = gaussian_nll(x, recon, cfg.pixel_std)
         terms["kl_what"] = cfg.beta_what * (gaussian_kl(what_mean, what_logstd).sum(-1) * pres_prob).sum(1)
         terms["kl_where_shift"] = gaussian_kl(cells["where_mean"][..., :2], cells["where_logstd"][..., :2]).sum((1, 2))
