@@ -3,8 +3,8 @@
     python benchmarks/count_dynamics.py [--steps 500] [--warmup 0] [--expected-presence 500] [--anneal 200] [--seed 0]
 
 Trains the count test's small model (hidden 32) from scratch on single-object, solid-background
-scenes (the easiest case) and every 100 steps prints the mean |predicted count - 1| on 64 held-out scenes (posterior
-means, presence > 0.5) and the training reconstruction MSE. This is the experiment behind the
+scenes (the easiest case) and every 100 steps prints the mean |predicted count - 1| on 64 held-out
+scenes (posterior means, presence > 0.5) and the training reconstruction MSE. This is the experiment behind the
 "a short run moves the count toward the truth" test (test/test_spair_model.py): docs/RESULTS.md
 records what it printed with and without expected presence and the decoders' colour path.
 """
@@ -41,9 +41,8 @@ def main() -> None:
     torch.manual_seed(args.seed)
     cfg = SpairConfig(
         split=True, hidden=32, z_what=8, z_local=4, z_bg=4, bg_warmup_steps=args.warmup,
-        count_prior_anneal_steps=args.anneal,
-        count_prior_end=1e-5, pres_init_bias=args.pres_bias, expected_presence_steps=args.expected_presence,
-        colour_path=not args.no_colour_path,
+        count_prior_anneal_steps=args.anneal, count_prior_end=1e-5, pres_init_bias=args.pres_bias,
+        expected_presence_steps=args.expected_presence, colour_path=not args.no_colour_path,
     )
     model = SplitSpair(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)

@@ -136,6 +136,7 @@ def _single_object_scenes(seed: int, n: int):
 def _evaluate_single_objects(model, test_scenes) -> tuple[float, float, float]:
     """Negative ELBO (posterior means, final count prior), mean |count - truth|, and the
     fraction of detected boxes whose centre lies inside the object."""
+    from split_perception.training import metrics
     from split_perception.training.dataset import to_tensor
 
     model.eval()
@@ -143,12 +144,12 @@ def _evaluate_single_objects(model, test_scenes) -> tuple[float, float, float]:
         out = model(torch.stack([to_tensor(s.image) for s in test_scenes]), step=10**9)
     model.train()
     on = out["pres_prob"] > 0.5
-    errors, centred = [], []
+    centred = []
     for scene, keep, boxes in zip(test_scenes, on, out["boxes"]):
-        errors.append(abs(int(keep.sum()) - scene.count))
         x1, y1, x2, y2 = scene.boxes[0]
         centred += [bool(x1 <= cx <= x2 and y1 <= cy <= y2) for cx, cy in boxes[keep][:, :2].tolist()]
-    return out["loss"].item(), float(np.mean(errors)), float(np.mean(centred)) if centred else 0.0
+    error = metrics.count_error(on.sum(1).tolist(), [s.count for s in test_scenes])
+    return out["loss"].item(), error, float(np.mean(centred)) if centred else 0.0
 
 
 def test_short_training_lowers_the_loss_and_moves_the_count_to_the_truth():
@@ -156,8 +157,8 @@ def test_short_training_lowers_the_loss_and_moves_the_count_to_the_truth():
     object count on held-out scenes goes from 0 (cells start off) to about one box, on the object.
 
     Glimpses are drawn with their presence probability for the whole run (expected_presence_steps)
-    and the decoders have their colour path: without either, every cell stays off (docs/RESULTS.md,
-    benchmarks/count_dynamics.py).
+    and the decoders have their colour path. Without the first every cell stays off; without the
+    second cells tile the image (docs/RESULTS.md, benchmarks/count_dynamics.py).
     """
     from split_perception.training import trainer
 
