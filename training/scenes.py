@@ -3,9 +3,12 @@
 Two families (DESIGN.md §5):
 
 * multi-object scenes in the spirit of Multi-Bird Easy/Hard: 0-5 coloured sprites (8x8
-  digits from scikit-learn, upscaled, and drawn shapes) on a solid background or on a
-  rotated two-colour checkerboard, with background colours from a *train* or an *unseen
-  test* palette;
+  digits from scikit-learn, upscaled, and drawn shapes) on one of several background kinds
+  (solid, colour/lighting gradients, rotated checkerboards, stripes, natural textures cut from
+  scikit-image's bundled sample images, smooth colour noise), with background colours from a
+  *train* or an *unseen test* palette. Some background kinds (`HELD_OUT_BACKGROUNDS`) and a set
+  of drawn shapes (`HELD_OUT_SPRITES`) are never used in training: they make the held-out-kinds
+  test sets;
 * room-like scenes for MONet: sky / wall / floor regions of random colours with 1-3
   occluding objects.
 
@@ -23,8 +26,29 @@ from typing import Literal
 import cv2
 import numpy as np
 
-Background = Literal["solid", "checkerboard"]
+Background = Literal[
+    "solid", "gradient", "checkerboard", "stripes", "texture", "noise",  # train kinds
+    "vignette", "plaid", "texture_test",  # held-out kinds
+]
 Palette = Literal["train", "test"]
+Sprites = Literal["digits", "shapes", "mixed", "shapes_test"]
+
+TRAIN_BACKGROUNDS: tuple[str, ...] = ("solid", "gradient", "checkerboard", "stripes", "texture", "noise")
+HELD_OUT_BACKGROUNDS: tuple[str, ...] = ("vignette", "plaid", "texture_test")
+BACKGROUNDS: tuple[str, ...] = TRAIN_BACKGROUNDS + HELD_OUT_BACKGROUNDS
+TRAIN_SPRITES = "mixed"
+HELD_OUT_SPRITES = "shapes_test"
+
+# Natural textures: scikit-image sample images that ship inside its wheel (no download).
+# "texture" uses the train ones as grey-level patterns tinted with two tones of one palette hue;
+# "texture_test" uses the held-out ones as (blurred, contrast-reduced) colour photographs.
+TRAIN_TEXTURES: tuple[str, ...] = (
+    "brick", "grass", "gravel", "camera", "moon", "text", "coins", "clock", "page", "immunohistochemistry",
+)
+HELD_OUT_TEXTURES: tuple[str, ...] = ("coffee", "chelsea", "astronaut", "rocket", "stereo_motorcycle")
+
+# The kinds whose scenes must stay exactly as they were before the other kinds existed.
+_LEGACY_BACKGROUNDS = ("solid", "checkerboard")
 
 # Background hues are split into 12 bins: even bins are the train palette, odd bins are
 # colours a model never sees in training ("unseen test colours").
@@ -44,9 +68,17 @@ class MultiObjectConfig:
     palette: Palette = "train"
     checker_cells: tuple[float, float] = (6.0, 12.0)  # checkerboard square side range, pixels
     min_visible_fraction: float = 0.6  # occlusion limit: each sprite keeps this much of itself
-    sprites: Literal["digits", "shapes", "mixed"] = "mixed"
+    sprites: Sprites = "mixed"
+    # brightness ramp across each sprite: 0 = flat colour; s = from (1 - s/2)x to (1 + s/2)x
+    object_shading: float = 0.0
 
     def __post_init__(self):
+        if self.background not in BACKGROUNDS:
+            raise ValueError(f"unknown background {self.background!r}; kinds: {BACKGROUNDS}")
+        if self.sprites not in ("digits", "shapes", "mixed", "shapes_test"):
+            raise ValueError(f"unknown sprites {self.sprites!r}")
+        if not 0.0 <= self.object_shading < 2.0:
+            raise ValueError(f"object_shading must be in [0, 2), got {self.object_shading}")
         if not 0 <= self.min_objects <= self.max_objects:
             raise ValueError(f"need 0 <= min_objects <= max_objects, got {self.min_objects}, {self.max_objects}")
         if self.sprite_size + self.sprite_size_jitter >= self.image_size:
@@ -153,6 +185,47 @@ def _shape_masks(size: int) -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
+def _poly_mask(points: np.ndarray, size: int, supersample: int = 8) -> np.ndarray:
+    """Anti-aliased rasterisation of polygon(s) given in unit coordinates ([0, 1]^2, x right, y down)."""
+    big = size * supersample
+    canvas = np.zeros((big, big), np.uint8)
+    polys = points if isinstance(points, list) else [points]
+    cv2.fillPoly(canvas, [np.round(np.asarray(p) * (big - 1)).astype(np.int32) for p in polys], 255)
+    return cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA) >= 128
+
+
+@lru_cache(maxsize=64)
+def _test_shape_masks(size: int) -> tuple[np.ndarray, ...]:
+    """Held-out drawn shapes, never in a training bank: star, hexagon, wide and tall ellipses,
+    crescent, heart, L-shape."""
+    s = size
+    out = []
+    t = np.linspace(0, 2 * np.pi, 11)[:-1] - np.pi / 2  # 5-point star, point up
+    rad = np.where(np.arange(10) % 2 == 0, 0.5, 0.21)
+    out.append(_poly_mask(np.stack([0.5 + rad * np.cos(t), 0.5 + rad * np.sin(t)], 1), s))
+    # elongated hexagon (a regular one is too close to the disc): flat top and bottom, 0.46 high
+    out.append(_poly_mask(np.array([[0, 0.5], [0.13, 0.27], [0.87, 0.27], [1, 0.5], [0.87, 0.73], [0.13, 0.73]]), s))
+    c = (s - 1) / 2.0
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+    a, b = s / 2.0, s / 4.5  # elongated ellipse, wide and tall
+    out.append(((xx - c) / a) ** 2 + ((yy - c) / b) ** 2 <= 1.0)
+    out.append(((xx - c) / b) ** 2 + ((yy - c) / a) ** 2 <= 1.0)
+    r = s / 2.0  # crescent: a disc minus a disc shifted right
+    out.append((np.hypot(yy - c, xx - c) <= r) & (np.hypot(yy - c, xx - c - 0.45 * s) > 0.42 * s))
+    t = np.linspace(0, 2 * np.pi, 120)  # heart
+    hx = 16 * np.sin(t) ** 3
+    hy = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
+    hx = (hx - hx.min()) / (hx.max() - hx.min())
+    hy = (hy - hy.min()) / (hy.max() - hy.min())
+    out.append(_poly_mask(np.stack([hx, hy], 1), s))
+    w = max(2, int(round(s * 0.36)))  # L-shape
+    ell = np.zeros((s, s), bool)
+    ell[:, :w] = True
+    ell[s - w :, :] = True
+    out.append(ell)
+    return tuple(out)
+
+
 def _digit_masks(size: int) -> list[np.ndarray]:
     from sklearn.datasets import load_digits  # ships inside scikit-learn's wheel: no network
 
@@ -176,6 +249,10 @@ def sprite_bank(kind: str, size: int) -> tuple[np.ndarray, ...]:
         shapes = _shape_masks(size)
         # keep shapes a fair share of a mixed bank (there are ~1800 digits, 6 shapes)
         masks += list(shapes) * (1 if kind == "shapes" else 60)
+    if kind == "shapes_test":
+        masks += list(_test_shape_masks(size))
+    if not masks:
+        raise ValueError(f"unknown sprite kind {kind!r}")
     cropped = []
     for m in masks:
         ys, xs = np.nonzero(m)
@@ -200,17 +277,259 @@ def checkerboard(size: int, cell: float, angle: float, phase: tuple[float, float
     return ((np.floor(u) + np.floor(v)) % 2).astype(bool)
 
 
+def _palette_pair(rng: np.random.Generator, palette: Palette, min_distance: float = 40.0):
+    """Two palette colours (any two hue bins of the palette) at least `min_distance` apart where 64 tries allow."""
+    c0 = background_colour(rng, palette)
+    c1 = background_colour(rng, palette)
+    for _ in range(64):
+        d = float(np.linalg.norm(c1 - c0))
+        if d >= min_distance:
+            break
+        c1 = background_colour(rng, palette)
+    return c0, c1
+
+
+def _palette_tones(rng: np.random.Generator, palette: Palette, k: int = 2, min_distance: float = 50.0) -> list[np.ndarray]:
+    """`k` palette colours of ONE hue bin (differing in saturation and value), the first two at least
+    `min_distance` apart where 64 tries allow.
+
+    Blended kinds (gradients, soft stripes, tinted textures, noise) mix only such tones: an RGB blend
+    of colours of one hue bin keeps its hue inside that bin, so every pixel stays in the palette
+    (a blend of two bins would pass through the other palette's hues in between)."""
+    parity = 0 if palette == "train" else 1
+    b = 2 * int(rng.integers(0, _HUE_BINS // 2)) + parity
+    lo, hi = (b + 0.1) / _HUE_BINS, (b + 0.9) / _HUE_BINS
+
+    def tone():
+        return _hsv_colour(rng, lo, hi, sat=(0.3, 0.8), val=(0.3, 0.8))
+
+    c0, c1 = tone(), tone()
+    best, best_d = c1, float(np.linalg.norm(c1 - c0))
+    for _ in range(64):
+        if best_d >= min_distance:
+            break
+        c1 = tone()
+        d = float(np.linalg.norm(c1 - c0))
+        if d > best_d:
+            best, best_d = c1, d
+    return [c0, best] + [tone() for _ in range(k - 2)]
+
+
+def _ramp(size: int, angle: float) -> np.ndarray:
+    """(size, size) float32 linear ramp in [-1, 1] along direction `angle` (its extremes at two corners)."""
+    yy, xx = _centred_grid(size)
+    ca, sa = np.float32(np.cos(angle)), np.float32(np.sin(angle))
+    return (ca * xx + sa * yy) / np.float32((size - 1) / 2.0 * (abs(ca) + abs(sa)))
+
+
+def _lerp(t: np.ndarray, c0: np.ndarray, c1: np.ndarray) -> np.ndarray:
+    """(H, W, 3) float32 colours c0 + t (c1 - c0) for a (H, W) weight map t."""
+    c0 = c0.astype(np.float32)
+    return c0 + t[..., None] * (c1.astype(np.float32) - c0)
+
+
+def _stripe_coordinate(size: int, angle: float, period: float, phase: float) -> np.ndarray:
+    """Stripe phase u/period + phase across the image; stripes run perpendicular to `angle`."""
+    yy, xx = _centred_grid(size)
+    return (np.float32(np.cos(angle)) * xx + np.float32(np.sin(angle)) * yy) * np.float32(1.0 / period) + np.float32(phase)
+
+
+def _stripes(size: int, angle: float, period: float, phase: float, duty: float = 0.5, softness: float = 0.0) -> np.ndarray:
+    """(size, size) float32 stripe weights in [0, 1]: hard square wave, or a clipped sine when `softness` > 0."""
+    u = _stripe_coordinate(size, angle, period, phase)
+    if softness <= 0.0:
+        return ((u - np.floor(u)) < duty).astype(np.float32)
+    # clipped sine: the larger the softness, the wider the blended edge
+    return np.clip(0.5 + np.sin(np.float32(2 * np.pi) * u) / np.float32(2.0 * softness), 0.0, 1.0)
+
+
+@lru_cache(maxsize=None)
+def _texture_source(name: str, colour: bool) -> np.ndarray:
+    """A scikit-image sample image (bundled in its wheel), cached: grey float32 in [0, 1] with the
+    1-99% levels stretched, or colour float32 RGB in [0, 255]."""
+    from skimage import data  # lazy: the import costs ~0.2 s
+
+    img = getattr(data, name)()
+    if isinstance(img, tuple):  # stereo_motorcycle -> (left, right, disparity)
+        img = img[0]
+    img = np.asarray(img)
+    if img.ndim == 3:
+        img = img[..., :3]
+    if colour:
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        return np.ascontiguousarray(img, dtype=np.float32)
+    if img.ndim == 3:
+        img = cv2.cvtColor(np.ascontiguousarray(img, dtype=np.uint8), cv2.COLOR_RGB2GRAY)
+    img = img.astype(np.float32)
+    lo, hi = np.percentile(img, [1, 99])
+    return np.clip((img - lo) / max(float(hi - lo), 1.0), 0.0, 1.0).astype(np.float32)
+
+
+def _texture_crop(rng: np.random.Generator, names: tuple[str, ...], size: int, colour: bool, scale=(0.75, 3.0)) -> np.ndarray:
+    """A random square crop of one of `names`, `scale` source pixels per output pixel (log-uniform),
+    resized to `size`, rotated by a multiple of 90 degrees and maybe mirrored."""
+    src = _texture_source(names[int(rng.integers(0, len(names)))], colour)
+    h, w = src.shape[:2]
+    side = int(round(size * np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1])))))
+    side = max(8, min(side, h, w))
+    y = int(rng.integers(0, h - side + 1))
+    x = int(rng.integers(0, w - side + 1))
+    interp = cv2.INTER_AREA if side >= size else cv2.INTER_LINEAR
+    crop = cv2.resize(src[y : y + side, x : x + side], (size, size), interpolation=interp)
+    crop = np.rot90(crop, int(rng.integers(0, 4)))
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    return np.ascontiguousarray(crop)
+
+
+def _dominant_colours(img: np.ndarray) -> list[np.ndarray]:
+    """Mean colour plus the mean colours of the darker and the lighter half of the pixels."""
+    flat = img.reshape(-1, 3)
+    lum = flat.sum(1)
+    dark = lum <= lum.mean()
+    out = [flat.mean(0)]
+    if dark.any() and (~dark).any():
+        out += [flat[dark].mean(0), flat[~dark].mean(0)]
+    return [c.astype(np.float64) for c in out]
+
+
 def _paint_background(rng: np.random.Generator, cfg: MultiObjectConfig) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(H, W, 3) float32 background and the colours sprites must avoid."""
     n = cfg.image_size
-    c0 = background_colour(rng, cfg.palette)
-    if cfg.background == "solid":
-        return np.broadcast_to(c0, (n, n, 3)).astype(np.float32), [c0]
-    c1 = background_colour(rng, cfg.palette)
-    while np.linalg.norm(c1 - c0) < 40.0:  # two visibly different squares
+    kind = cfg.background
+    if kind in _LEGACY_BACKGROUNDS:  # unchanged: the same random draws and pixels as before the other kinds
+        c0 = background_colour(rng, cfg.palette)
+        if kind == "solid":
+            return np.broadcast_to(c0, (n, n, 3)).astype(np.float32), [c0]
         c1 = background_colour(rng, cfg.palette)
-    parity = checkerboard(n, rng.uniform(*cfg.checker_cells), rng.uniform(0, np.pi / 2), tuple(rng.uniform(0, 1, 2)))
-    img = np.where(parity[..., None], c1.astype(np.float32), c0.astype(np.float32))
+        while np.linalg.norm(c1 - c0) < 40.0:  # two visibly different squares
+            c1 = background_colour(rng, cfg.palette)
+        parity = checkerboard(n, rng.uniform(*cfg.checker_cells), rng.uniform(0, np.pi / 2), tuple(rng.uniform(0, 1, 2)))
+        img = np.where(parity[..., None], c1.astype(np.float32), c0.astype(np.float32))
+        return img, [c0, c1]
+    img, colours = _PAINTERS[kind](rng, n, cfg.palette)
+    return img, colours + _dominant_colours(img)
+
+
+def _paint_gradient(rng, n, palette):
+    """Linear colour ramp between two palette tones (one hue bin) at a random angle and extent; with
+    p=0.5 times a multiplicative lighting ramp (0.75x-1.25x at most) along another direction."""
+    c0, c1 = _palette_tones(rng, palette, 2, min_distance=60.0)
+    t = _ramp(n, rng.uniform(0, 2 * np.pi)) * np.float32(rng.uniform(0.5, 1.0)) + np.float32(rng.uniform(-0.3, 0.3))
+    img = _lerp(np.clip(0.5 + 0.5 * t, 0.0, 1.0), c0, c1)
+    if rng.random() < 0.5:
+        img *= (1.0 + np.float32(rng.uniform(0.1, 0.25)) * _ramp(n, rng.uniform(0, 2 * np.pi)))[..., None]
     return img, [c0, c1]
+
+
+def _paint_stripes(rng, n, palette):
+    """Two-colour stripes, period 4-16 px, random angle and phase: with p=0.5 hard-edged in any two
+    palette colours, else soft (blended) edges between two tones of one palette hue."""
+    period = rng.uniform(4.0, 16.0)
+    angle, phase = rng.uniform(0, np.pi), rng.uniform(0, 1)
+    if rng.random() < 0.5:
+        c0, c1 = _palette_pair(rng, palette, min_distance=40.0)
+        t = _stripes(n, angle, period, phase, duty=rng.uniform(0.35, 0.65))
+    else:
+        c0, c1 = _palette_tones(rng, palette, 2, min_distance=60.0)
+        t = _stripes(n, angle, period, phase, softness=rng.uniform(0.3, 1.2))
+    return _lerp(t, c0, c1), [c0, c1]
+
+
+def _paint_texture(rng, n, palette):
+    """A natural grey-level texture (train images) tinted between two palette tones (one hue bin).
+    Each crop's contrast is set to a standard deviation of 0.12-0.22 of the tone range (gain at most
+    4, so flat crops stay fairly flat): visible texture that still leaves the sprites standing out."""
+    c0, c1 = _palette_tones(rng, palette, 2, min_distance=80.0)
+    t = _texture_crop(rng, TRAIN_TEXTURES, n, colour=False, scale=(0.6, 2.0))
+    mean, std = float(t.mean()), float(t.std())
+    gain = np.float32(min(rng.uniform(0.12, 0.22) / max(std, 1e-6), 4.0))
+    t = np.clip(np.float32(0.5) + gain * (t - np.float32(mean)), 0.0, 1.0)
+    return _lerp(t, c0, c1), [c0, c1]
+
+
+def _paint_noise(rng, n, palette):
+    """Smooth colour noise: a random 2x2-7x7 field of mixing weights over three tones of one palette
+    hue, upsampled bicubically; with p=0.5 times fine per-pixel brightness noise (hue preserving)."""
+    cols = np.stack(_palette_tones(rng, palette, 3, min_distance=70.0)).astype(np.float32)
+    g = int(rng.integers(2, 8))
+    w = cv2.resize(rng.random((g, g, 3)).astype(np.float32) ** 2, (n, n), interpolation=cv2.INTER_CUBIC)
+    w = np.maximum(w, 0.0) + np.float32(1e-3)  # bicubic overshoot must not extrapolate past the tones
+    img = (w / w.sum(-1, keepdims=True)) @ cols
+    if rng.random() < 0.5:
+        img *= (1.0 + rng.standard_normal((n, n), dtype=np.float32) * np.float32(rng.uniform(0.02, 0.06)))[..., None]
+    return img, list(cols.astype(np.float64))
+
+
+def _paint_vignette(rng, n, palette):
+    """Held out: a solid palette colour under a radial spotlight falloff and a linear shading ramp."""
+    c0 = background_colour(rng, palette)
+    yy, xx = _centred_grid(n)
+    cy, cx = rng.uniform(-0.35, 0.35, 2) * n
+    radius = np.float32(rng.uniform(0.5, 1.0) * n)
+    r2 = ((yy - np.float32(cy)) ** 2 + (xx - np.float32(cx)) ** 2) / (radius * radius)
+    light = 1.2 - np.float32(rng.uniform(0.4, 0.7)) * np.minimum(r2, 1.0)
+    light *= 1.0 + np.float32(rng.uniform(0.05, 0.2)) * _ramp(n, rng.uniform(0, 2 * np.pi))
+    return c0.astype(np.float32) * light[..., None], [c0]
+
+
+def _paint_plaid(rng, n, palette):
+    """Held out: a base colour under two crossed stripe sets of two other palette colours (opaque, so
+    every pixel is one of the three palette colours)."""
+    c0, c1 = _palette_pair(rng, palette, min_distance=40.0)
+    c2 = background_colour(rng, palette)
+    for _ in range(64):
+        if min(np.linalg.norm(c2 - c0), np.linalg.norm(c2 - c1)) >= 40.0:
+            break
+        c2 = background_colour(rng, palette)
+    angle = rng.uniform(0, np.pi)
+    a = _stripes(n, angle, rng.uniform(6.0, 16.0), rng.uniform(0, 1), duty=rng.uniform(0.25, 0.45))
+    angle_b = angle + np.pi / 2 + rng.uniform(-0.2, 0.2)
+    b = _stripes(n, angle_b, rng.uniform(6.0, 16.0), rng.uniform(0, 1), duty=rng.uniform(0.25, 0.45))
+    img = _lerp(a, c0, c1)
+    img[b > 0.5] = c2.astype(np.float32)
+    return img, [c0, c1, c2]
+
+
+def _paint_texture_test(rng, n, palette):
+    """Held out: crops of colour photographs not used by "texture", slightly blurred, contrast
+    reduced and tinted towards a palette colour so that they read as backgrounds."""
+    crop = _texture_crop(rng, HELD_OUT_TEXTURES, n, colour=True, scale=(1.0, 4.0))
+    crop = cv2.GaussianBlur(crop, (0, 0), rng.uniform(0.6, 1.2))
+    mean = crop.reshape(-1, 3).mean(0)
+    img = mean + np.float32(rng.uniform(0.5, 0.8)) * (crop - mean)
+    tint = background_colour(rng, palette)
+    img += np.float32(rng.uniform(0.2, 0.45)) * (tint.astype(np.float32) - img)
+    return img, [tint]
+
+
+_PAINTERS = {
+    "gradient": _paint_gradient,
+    "stripes": _paint_stripes,
+    "texture": _paint_texture,
+    "noise": _paint_noise,
+    "vignette": _paint_vignette,
+    "plaid": _paint_plaid,
+    "texture_test": _paint_texture_test,
+}
+
+
+# Each newer kind draws its scenes from its own stream, so that scene i of two kinds does not share
+# its sprite layout (the legacy kinds keep the plain (seed, index) stream and their exact scenes).
+_KIND_STREAM = {"gradient": 1, "stripes": 2, "texture": 3, "noise": 4, "vignette": 5, "plaid": 6, "texture_test": 7}
+
+
+def _multi_object_rng(cfg: MultiObjectConfig, seed: int, index: int) -> np.random.Generator:
+    if cfg.background in _LEGACY_BACKGROUNDS:
+        return scene_rng(seed, index)
+    return np.random.default_rng([int(seed), int(index), _KIND_STREAM[cfg.background]])
+
+
+def background_image(cfg: MultiObjectConfig, seed: int, index: int) -> np.ndarray:
+    """(H, W, 3) uint8 background of scene `index`, i.e. that scene without its sprites."""
+    img, _ = _paint_background(_multi_object_rng(cfg, seed, index), cfg)
+    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- generators
@@ -269,11 +588,26 @@ def _finish(image: np.ndarray, placed, meta: dict) -> Scene:
     return Scene(np.clip(image, 0, 255).astype(np.uint8), boxes, masks, labels, meta)
 
 
+def _paint_shaded(rng, image: np.ndarray, full: np.ndarray, box: np.ndarray, colour: np.ndarray, shading: float) -> None:
+    """Paint `colour` on `full` with a linear brightness ramp across the sprite's box, from
+    (1 - shading/2)x to (1 + shading/2)x along a random direction."""
+    x1, y1, x2, y2 = (int(v) for v in box)
+    angle = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[0 : y2 - y1, 0 : x2 - x1].astype(np.float32)
+    ca, sa = np.cos(angle), np.sin(angle)
+    u = ca * (xx - (x2 - x1 - 1) / 2.0) + sa * (yy - (y2 - y1 - 1) / 2.0)
+    half = max(float(np.abs(u).max()), 1e-6)
+    factor = 1.0 + np.float32(shading / 2.0) * u / np.float32(half)
+    sub = full[y1:y2, x1:x2]
+    region = image[y1:y2, x1:x2]
+    region[sub] = colour.astype(np.float32) * factor[sub][:, None]
+
+
 def multi_object_scene(cfg: MultiObjectConfig, seed: int, index: int) -> Scene:
     """Scene `index` of the multi-object data set with config `cfg` and `seed`."""
-    rng = scene_rng(seed, index)
-    image, bg_colours = _paint_background(rng, cfg)
-    image = image.copy()
+    rng = _multi_object_rng(cfg, seed, index)
+    background, bg_colours = _paint_background(rng, cfg)
+    image = background.copy()
     n_objects = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     sizes = range(cfg.sprite_size - cfg.sprite_size_jitter, cfg.sprite_size + cfg.sprite_size_jitter + 1)
     banks = {s: sprite_bank(cfg.sprites, s) for s in sizes}
@@ -284,10 +618,16 @@ def multi_object_scene(cfg: MultiObjectConfig, seed: int, index: int) -> Scene:
 
     placed = _place_objects(rng, n_objects, cfg.image_size, draw, cfg.min_visible_fraction)
     used = list(bg_colours)
-    for full, _ in placed:
-        colour = contrasting_colour(rng, used)
+    # on patterned backgrounds a sprite also avoids the mean background colour under itself
+    local = cfg.background not in _LEGACY_BACKGROUNDS
+    for full, box in placed:
+        avoid = (used + [background[full].mean(0).astype(np.float64)]) if local else used
+        colour = contrasting_colour(rng, avoid)
         used.append(colour)
-        image[full] = colour
+        if cfg.object_shading > 0.0:
+            _paint_shaded(rng, image, full, box, colour, cfg.object_shading)
+        else:
+            image[full] = colour
     return _finish(image, placed, {"kind": "multi_object", "background": cfg.background, "palette": cfg.palette})
 
 
@@ -328,3 +668,33 @@ def generate(cfg: SceneConfig, seed: int, index: int) -> Scene:
     if isinstance(cfg, RoomConfig):
         return room_scene(cfg, seed, index)
     raise TypeError(f"unknown scene config {type(cfg).__name__}")
+
+
+def contact_sheet(
+    kinds: tuple[str, ...] = BACKGROUNDS,
+    per_row: int = 8,
+    image_size: int = 48,
+    scale: int = 2,
+    seed: int = 0,
+    extra_rows: tuple[tuple[str, MultiObjectConfig], ...] | None = None,
+) -> np.ndarray:
+    """(H, W, 3) uint8 RGB overview: one labelled row of `per_row` scenes per background kind
+    (train palette, train sprites), plus `extra_rows` (default: held-out shapes on solid)."""
+    rows = [
+        (f"{k}{' (held out)' if k in HELD_OUT_BACKGROUNDS else ''}", MultiObjectConfig(image_size=image_size, background=k))
+        for k in kinds
+    ]
+    if extra_rows is None:
+        held_out_shapes = MultiObjectConfig(image_size=image_size, sprites=HELD_OUT_SPRITES, min_objects=2)
+        extra_rows = (("shapes_test (held out)", held_out_shapes),)
+    rows += list(extra_rows)
+    side, gap, label_w = image_size * scale, 2, 150
+    sheet = np.full((len(rows) * (side + gap) + gap, label_w + per_row * (side + gap) + gap, 3), 255, np.uint8)
+    for r, (name, cfg) in enumerate(rows):
+        y = gap + r * (side + gap)
+        cv2.putText(sheet, name, (4, y + side // 2 + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        for i in range(per_row):
+            img = generate(cfg, seed, i).image
+            x = label_w + gap + i * (side + gap)
+            sheet[y : y + side, x : x + side] = cv2.resize(img, (side, side), interpolation=cv2.INTER_NEAREST)
+    return sheet
