@@ -105,7 +105,8 @@ class Detector:
 
 
 def load_detector(path: str | Path | None = None, backend: str = "auto", threshold: float = 0.5, nms_iou: float | None = None) -> Detector:
-    """Load a detector from an .onnx export or a .safetensors checkpoint (None: the shipped default)."""
-    runner = open_runner(Path(path) if path else default_model_path(DEFAULT_DETECTOR), backend)
+    """Load a detector from an .onnx export or a .safetensors checkpoint (None: the shipped default, the
+    .safetensors checkpoint for backend='torch', else the ONNX export)."""
+    runner = open_runner(Path(path) if path else default_model_path(DEFAULT_DETECTOR, backend), backend)
     log.info("detector %s on backend %s", runner.source, runner.backend)
     return Detector(runner, threshold=threshold, nms_iou=nms_iou)

@@ -43,8 +43,18 @@ def preprocess(image: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
 
 
-def default_model_path(name: str) -> Path:
-    """The shipped model: ONNX when present (no torch needed), else the safetensors checkpoint."""
+def default_model_path(name: str, backend: str = "auto") -> Path:
+    """The shipped model file that fits `backend`: the .safetensors checkpoint for torch; for
+    every other backend the ONNX export when present (no torch needed), else the checkpoint."""
+    if backend == "torch":
+        p = WEIGHTS_DIR / f"{name}.safetensors"
+        if p.is_file():
+            return p
+        raise FileNotFoundError(
+            f"no shipped '{name}' checkpoint for the torch backend: {p.name} is not in {WEIGHTS_DIR} "
+            f"(the torch backend runs .safetensors checkpoints; pass one as the path, or use backend "
+            f"'onnxruntime' or 'auto' for the shipped ONNX model)"
+        )
     for suffix in (".onnx", ".safetensors"):
         p = WEIGHTS_DIR / f"{name}{suffix}"
         if p.is_file():

@@ -76,7 +76,8 @@ class Segmenter:
 
 
 def load_segmenter(path: str | Path | None = None, backend: str = "auto") -> Segmenter:
-    """Load a segmenter from an .onnx export or a .safetensors checkpoint (None: the shipped default)."""
-    runner = open_runner(Path(path) if path else default_model_path(DEFAULT_SEGMENTER), backend)
+    """Load a segmenter from an .onnx export or a .safetensors checkpoint (None: the shipped default, the
+    .safetensors checkpoint for backend='torch', else the ONNX export)."""
+    runner = open_runner(Path(path) if path else default_model_path(DEFAULT_SEGMENTER, backend), backend)
     log.info("segmenter %s on backend %s", runner.source, runner.backend)
     return Segmenter(runner)

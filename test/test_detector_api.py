@@ -105,3 +105,19 @@ def test_bad_frames_are_refused_clearly(tiny_detector_files):
         det(np.zeros((10, 10, 3), np.float32))
     with pytest.raises(InputImageError, match="RGB"):
         det(np.zeros((10, 10), np.uint8))
+
+
+def test_shipped_default_loads_and_agrees_on_every_installed_backend():
+    # no path: torch takes the shipped .safetensors checkpoint, ONNX Runtime the .onnx export
+    # (fp16 weights, hence the tolerances)
+    pt, ort = load_detector(backend="torch"), load_detector(backend="onnxruntime")
+    assert pt.backend == "torch" and pt.runner.source.suffix == ".safetensors"
+    assert ort.backend == "onnxruntime" and ort.runner.source.suffix == ".onnx"
+    cfg = scenes.MultiObjectConfig(image_size=48, background="solid", sprite_size=14)
+    img = scenes.generate(cfg, 0, 1).image  # five objects, no score within 0.3 of the threshold
+    a, b = pt(img), ort(img)
+    assert len(a) > 0
+    np.testing.assert_array_equal(a.cells, b.cells)
+    np.testing.assert_allclose(a.scores, b.scores, atol=2e-2)
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=0.25)  # input pixels
+    np.testing.assert_allclose(a.what, b.what, atol=5e-2)

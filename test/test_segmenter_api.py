@@ -132,3 +132,14 @@ def test_onnxruntime_path_never_imports_torch(tiny_detector_files, tiny_segmente
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_torch_backend_without_a_shipped_checkpoint_says_so():
+    # the segmenter ships as ONNX only: backend="torch" with no path must say what is missing
+    from split_perception.preprocessing import WEIGHTS_DIR
+
+    if (WEIGHTS_DIR / "monet_rn18.safetensors").is_file():
+        assert load_segmenter(backend="torch").backend == "torch"
+        return
+    with pytest.raises(FileNotFoundError, match=r"monet_rn18\.safetensors.*torch backend runs \.safetensors"):
+        load_segmenter(backend="torch")

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["model.image_size=24", "model.hidden=32", "model.z_what=8", "model.z_local=4", "model.z_bg=4",
         "data.image_size=24", "train.batch_size=2", "train.threads=1", "train.log_every=1", "train.checkpoint_every=3"]
@@ -53,3 +55,36 @@ def test_resuming_with_another_model_config_is_refused(tmp_path):
     res = subprocess.run(train_cmd(out, 6, ["model.z_what=16"]), capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "another model config" in res.stderr, res.stderr[-2000:]
     assert saved_step(out) == 3  # the old run is untouched
+
+
+def test_numbers_are_read_as_written_in_set_values_and_yaml_files(tmp_path):
+    from split_perception.training.trainer import load_run_config
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("model:\n  type: split_spair\n  max_box: 24\ndata:\n  backgrounds: [solid]\n"
+                   "train:\n  steps: 1e5\n  lr: 3e-4\n  grad_clip: .5\n  amp: false\n")
+    run = load_run_config(cfg)
+    assert run.train.steps == 100_000 and isinstance(run.train.steps, int)
+    assert run.train.lr == 3e-4 and run.train.grad_clip == 0.5 and run.train.amp is False
+    assert run.model.max_box == 24.0 and isinstance(run.model.max_box, float)
+    assert run.data.backgrounds == ("solid",)
+    run = load_run_config(cfg, ["train.lr=1E-3", "train.steps=20", "model.pres_init_bias=-2", "train.amp=true"])
+    assert (run.train.lr, run.train.steps, run.model.pres_init_bias, run.train.amp) == (1e-3, 20, -2.0, True)
+
+
+def test_a_value_of_the_wrong_type_names_the_key_and_the_type(tmp_path):
+    from split_perception.training.trainer import load_run_config
+
+    cfg = ROOT / "config" / "train_split_spair.yaml"
+    for override, message in [("train.steps=abc", "train.steps: expected int, got 'abc'"),
+                              ("train.steps=1.5", "train.steps: expected int, got 1.5"),
+                              ("train.lr=fast", "train.lr: expected float, got 'fast'"),
+                              ("train.amp=2", "train.amp: expected bool"),
+                              ("model.z_what=", "model.z_what: expected int, got None"),
+                              ("data.backgrounds=solid", "data.backgrounds: expected a list of str")]:
+        with pytest.raises(ValueError) as err:
+            load_run_config(cfg, [override])
+        assert message in str(err.value), (override, str(err.value))
+    res = subprocess.run(train_cmd(tmp_path / "run", 1, ["train.steps=abc"]), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "train.steps: expected int, got 'abc'" in res.stderr, res.stderr[-2000:]
+    assert not (tmp_path / "run").exists()

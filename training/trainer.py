@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import sys
 import threading
@@ -65,10 +66,42 @@ class RunConfig:
     raw: dict = field(default_factory=dict)
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML with numbers read the way people write them (YAML 1.2): 3e-4, 1e5, 1E-3, .5, -.5.
+
+    PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent, so `lr: 3e-4`
+    would be the string "3e-4"."""
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str):
+    """A training config (or one --set value) as Python values; see _ConfigLoader."""
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _set_dotted(d: dict, key: str, value) -> None:
-    parts = key.split(".")
-    for p in parts[:-1]:
-        d = d.setdefault(p, {})
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ValueError(f"--set: bad key '{key}'")
+    for i, p in enumerate(parts[:-1]):
+        if d.get(p) is None:
+            d[p] = {}
+        d = d[p]
+        if not isinstance(d, dict):
+            raise ValueError(f"--set {key}: '{'.'.join(parts[:i + 1])}' is not a section")
     d[parts[-1]] = value
 
 
@@ -76,23 +109,35 @@ def load_run_config(path: Path, overrides: list[str] = (), out_dir: str | None =
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training config not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = load_yaml(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping of sections (model, data, train), got {type(raw).__name__}")
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"--set expects KEY=VALUE, got '{item}'")
         k, v = item.split("=", 1)
-        _set_dotted(raw, k, yaml.safe_load(v))
+        try:
+            value = load_yaml(v)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--set {k}: cannot read value {v!r} ({e})") from None
+        _set_dotted(raw, k, value)
     unknown = sorted(set(raw) - {"model", "data", "train", "out_dir"})
     if unknown:
         raise ValueError(f"{path}: unknown sections {unknown}")
+    for section in ("model", "data", "train"):
+        if raw.get(section) is not None and not isinstance(raw[section], dict):
+            raise ValueError(f"{path}: section '{section}' must be a mapping, got {raw[section]!r}")
     model_raw = dict(raw.get("model") or {})
     model_type = model_raw.pop("type", None)
     registry = ckpt.model_registry()
     if model_type not in registry:
         raise ValueError(f"{path}: model.type must be one of {sorted(registry)}, got {model_type!r}")
-    model_cfg = ckpt.config_from_dict(registry[model_type][0], model_raw)
-    data = ckpt.config_from_dict(DataConfig, raw.get("data") or {})
-    train = ckpt.config_from_dict(TrainConfig, raw.get("train") or {})
+    model_cfg = ckpt.config_from_dict(registry[model_type][0], model_raw, "model")
+    data = ckpt.config_from_dict(DataConfig, raw.get("data") or {}, "data")
+    train = ckpt.config_from_dict(TrainConfig, raw.get("train") or {}, "train")
     out = Path(out_dir or raw.get("out_dir") or f"runs/{model_type}")
     return RunConfig(model_type, model_cfg, data, train, out, raw)
 

@@ -9,7 +9,11 @@ Writes are atomic (temp file + rename), so an interrupted run never leaves a tor
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import types
+import typing
 from dataclasses import fields
 from pathlib import Path
 
@@ -40,13 +44,97 @@ def model_registry() -> dict:
     return registry
 
 
-def config_from_dict(cls, d: dict):
-    """Build a frozen config dataclass from JSON, rejecting unknown keys by name."""
+class ConfigError(ValueError):
+    """A config value of the wrong type; the message names the key and the expected type."""
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value, tp, key: str):
+    """`value` as type `tp` (a config field's annotation), or ConfigError naming `key`."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        for opt in options:
+            try:
+                return _convert(value, opt, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list of {_type_name(args[0]) if args else 'values'}, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if args:
+            if len(value) != len(args):
+                raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}: {value!r}")
+            return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise ConfigError(f"{key}: expected bool (true or false), got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected int, got {value!r}")
+        if isinstance(value, int):
+            return value
+        number = value
+        if isinstance(value, str):  # "1e5", "100_000", " 12 "
+            try:
+                return int(value.strip(), 10)
+            except ValueError:
+                try:
+                    number = float(value)
+                except ValueError:
+                    raise ConfigError(f"{key}: expected int, got {value!r}") from None
+        if isinstance(number, float) and math.isfinite(number) and number.is_integer():
+            return int(number)
+        raise ConfigError(f"{key}: expected int, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected float, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):  # "3e-4" (YAML 1.1 reads it as a string), ".5", "1E-3"
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected float, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected str, got {value!r} ({type(value).__name__}; quote it to pass a string)")
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} keys, got {value!r}")
+        return config_from_dict(tp, value, key)
+    return tuple(value) if isinstance(value, list) else value  # an annotation without a rule
+
+
+def config_from_dict(cls, d: dict, section: str | None = None):
+    """Build a frozen config dataclass from JSON or YAML, rejecting unknown keys by name and
+    converting each value to its field's type: "3e-4" or 3 for a float, 1e5 for an int, a list
+    for a tuple. A value that does not fit raises ConfigError naming `section.key` and the type.
+    """
+    if not isinstance(d, dict):
+        raise ConfigError(f"{section or cls.__name__}: expected a mapping of {cls.__name__} keys, got {d!r}")
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(d) - known)
     if unknown:
-        raise CheckpointError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        where = f" in {section}" if section else ""
+        raise CheckpointError(f"unknown {cls.__name__} keys{where}: {', '.join(map(str, unknown))}")
+    hints = typing.get_type_hints(cls)
+    prefix = f"{section}." if section else ""
+    return cls(**{k: _convert(v, hints.get(k, typing.Any), prefix + k) for k, v in d.items()})
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, model_type: str, config, extra: dict | None = None) -> None:
