@@ -1,57 +1,225 @@
-"""SPLIT-SPAIR / SPAIR training speed, measured side by side in one run; prints its figures.
+"""SPLIT-SPAIR and SPAIR training speed, now and before (commit 2375a5c), side by side in one run.
 
-    python benchmarks/bench_detector.py [--batch 16] [--steps 20]
+    python benchmarks/bench_detector.py [--batch N] [--steps 30] [--threads N] [--configs config/train_split_spair.yaml ...]
 
-Training steps/s on the procedural scenes (this machine's CPU or GPU). Inference latency,
-throughput and memory of every backend: benchmarks/bench_runtime.py.
+For each training config (default config/train_split_spair.yaml and config/train_spair.yaml), at
+its batch size unless --batch is given, at a step past every warm-up and annealing phase (5000,
+so the full model runs), on CUDA when available, else on the CPU:
+
+* aten operator calls per training step (torch.profiler on the CPU side, nested calls included),
+  in total and per part: forward, zero_grad + backward, clip_grad_norm_, optimizer.step;
+* training images/s through the trainer's data path (trainer.batches with the model's
+  batch_extras) with data_workers 0 and 1, and of the model step alone on pre-made batches
+  (data cost vs model cost); on CUDA also model steps/s at batch 64.
+
+Every step is the trainer's: Adam(fused=True), clip_grad_norm_(foreach=True). The "old" rows are
+the model code and config of commit 2375a5c (read with `git show`) trained as its trainer did:
+plain Adam, default clip_grad_norm_, scenes (solid + checkerboard) made in the training thread.
+Timings follow 2 warm-up steps. Inference latency and throughput: benchmarks/bench_runtime.py.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import importlib
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from split_perception.models import checkpoint as ckpt
+from split_perception.training import trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE = "2375a5c"
+STEP = 5000  # after the background warm-up, expected presence and the count-prior annealing
+WARMUP = 2
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def train_steps_per_s(split: bool, batch: int, steps: int, device: str) -> float:
-    import torch
+@dataclass
+class Setup:
+    """A model and how it is trained: optimizer, clipping, data and per-batch extras."""
 
-    from split_perception.models.spair import SpairConfig, SplitSpair
-    from split_perception.training.trainer import DataConfig, SceneStream
+    name: str
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    clip: object  # clip(params, max_norm)
+    max_norm: float
+    data: trainer.DataConfig
+    extras: object  # batch_extras(x) -> dict, or None
+    workers: tuple[int, ...]  # data_workers settings its trainer offers
 
-    # past the background warm-up, so the full model (cells, glimpses, local path) is timed
-    cfg = SpairConfig(split=split, bg_warmup_steps=0)
-    model = SplitSpair(cfg).to(device)
-    opt = torch.optim.Adam(model.parameters(), 1e-4)
-    stream = SceneStream(DataConfig(), batch)
-    batches = [stream.batch(i).to(device) for i in range(steps + 2)]
-    for step, x in enumerate(batches):
-        if step == 2:
-            if device == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-        out = model(x, step=step)
-        opt.zero_grad()
-        out["loss"].backward()
-        opt.step()
-    if device == "cuda":
+
+def new_setup(path: Path) -> tuple[Setup, int]:
+    run = trainer.load_run_config(path)
+    model_cls = ckpt.model_registry()[run.model_type][1]
+    torch.manual_seed(0)
+    model = model_cls(run.model).to(DEVICE)
+    extras = functools.partial(model_cls.batch_extras, run.model) if hasattr(model_cls, "batch_extras") else None
+    opt = torch.optim.Adam(model.parameters(), lr=run.train.lr, fused=True)
+    clip = functools.partial(torch.nn.utils.clip_grad_norm_, foreach=True)
+    return Setup("new (working tree)", model, opt, clip, run.train.grad_clip, run.data, extras, (0, 1)), run.train.batch_size
+
+
+def git_show(rev_path: str) -> str:
+    return subprocess.run(["git", "show", rev_path], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
+def old_setup(path: Path, tmp: Path) -> Setup:
+    """The model of commit BASELINE (spair.py + blocks.py as the package old_models) and its config."""
+    pkg = tmp / "old_models"
+    if not pkg.is_dir():
+        pkg.mkdir()
+        (pkg / "__init__.py").write_text("")
+        for name in ("spair.py", "blocks.py"):  # spair.py imports `.blocks`: relative within old_models
+            (pkg / name).write_text(git_show(f"{BASELINE}:split_perception/models/{name}"))
+        sys.path.insert(0, str(tmp))
+    spair = importlib.import_module("old_models.spair")
+    raw = trainer.load_yaml(git_show(f"{BASELINE}:{path.resolve().relative_to(ROOT)}"))
+    model_cfg = {k: v for k, v in raw["model"].items() if k != "type"}
+    train = raw.get("train") or {}
+    torch.manual_seed(0)
+    model = spair.SplitSpair(spair.SpairConfig(**model_cfg)).to(DEVICE)
+    opt = torch.optim.Adam(model.parameters(), lr=train.get("lr", 1e-4))
+    data = ckpt.config_from_dict(trainer.DataConfig, raw.get("data") or {}, "data")
+    return Setup(f"old ({BASELINE})", model, opt, torch.nn.utils.clip_grad_norm_, train.get("grad_clip", 1.0), data, None, (0,))
+
+
+def sync():
+    if DEVICE.type == "cuda":
         torch.cuda.synchronize()
-    return steps / (time.perf_counter() - t0)
+
+
+def to_device(x, extras):
+    return x.to(DEVICE, non_blocking=True), {k: v.to(DEVICE, non_blocking=True) for k, v in extras.items()}
+
+
+def train_step(s: Setup, step: int, x, extras) -> None:
+    loss = s.model(x, step=step, **extras)["loss"]
+    s.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    s.clip(s.model.parameters(), s.max_norm)
+    s.optimizer.step()
+
+
+@contextlib.contextmanager
+def stderr_off():
+    """Silences the profiler's start/stop lines, which libkineto writes to file descriptor 2."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def aten_calls(fn) -> int:
+    with stderr_off(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+        sync()
+    return sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
+
+
+def op_counts(s: Setup, batch: int) -> list[int]:
+    """aten calls of one step after WARMUP steps: [forward, zero_grad + backward, clip, optimizer.step]."""
+    items = [to_device(x, e) for _, x, e in trainer.batches(trainer.make_stream(s.data, batch), STEP, STEP + WARMUP + 1, 0, s.extras)]
+    for i, (x, e) in enumerate(items[:WARMUP]):
+        train_step(s, STEP + i, x, e)
+    x, e = items[WARMUP]
+    out = {}
+    forward = aten_calls(lambda: out.update(loss=s.model(x, step=STEP + WARMUP, **e)["loss"]))
+    backward = aten_calls(lambda: (s.optimizer.zero_grad(set_to_none=True), out["loss"].backward()))
+    clip = aten_calls(lambda: s.clip(s.model.parameters(), s.max_norm))
+    return [forward, backward, clip, aten_calls(s.optimizer.step)]
+
+
+def images_per_s(s: Setup, batch: int, steps: int, workers: int | None) -> float:
+    """Through trainer.batches with `workers` data processes, or (None) the model alone on batches made beforehand."""
+    made = trainer.batches(trainer.make_stream(s.data, batch), STEP, STEP + WARMUP + steps, workers or 0, s.extras)
+    if workers is None:
+        made = [(step, *to_device(x, e)) for step, x, e in made]
+    for i, (step, x, e) in enumerate(made):
+        if i == WARMUP:
+            sync()
+            t0 = time.perf_counter()
+        train_step(s, step, *to_device(x, e))
+    sync()
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def machine() -> str:
+    if DEVICE.type == "cuda":
+        return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda}), torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__} (CPU), "
+            f"load average {os.getloadavg()[0]:.1f} at start")
+
+
+def bench(path: Path, batch_arg: int | None, steps: int, tmp: Path) -> None:
+    new, config_batch = new_setup(path)
+    batch = batch_arg or config_batch
+    setups = [new]
+    try:
+        setups.append(old_setup(path, tmp))
+    except (OSError, subprocess.CalledProcessError, ImportError, KeyError, TypeError, ValueError) as e:
+        why = e.stderr.strip() if isinstance(e, subprocess.CalledProcessError) else e
+        print(f"  baseline {BASELINE} unavailable: {why}")
+    kind = "SPLIT-SPAIR" if new.model.cfg.split else "SPAIR"
+    print(f"\n{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: {kind}, batch {batch}, step {STEP}, "
+          f"{steps} timed steps after {WARMUP} warm-up, {DEVICE.type}")
+    print(f"  {'':20}{'aten calls/step = forward + backward + clip + optimizer':>58}  |  images/s: data w0   data w1   model alone")
+    rows = []
+    for s in setups:
+        ops = op_counts(s, batch)
+        rates = {w: images_per_s(s, batch, steps, w) if w is None or w in s.workers else None for w in (0, 1, None)}
+        rows.append((ops, rates))
+        parts = " + ".join(f"{n:5d}" for n in ops)
+        cols = "".join(f"{r:10.1f}" if r else f"{'-':>10}" for r in rates.values())
+        print(f"  {s.name:20}{sum(ops):24d} = {parts}  |  {'':9}{cols}")
+    if len(rows) == 2:
+        (new_ops, new_r), (old_ops, old_r) = rows
+        old_data = old_r[0]  # the old trainer made scenes in the training thread only
+        ratios = [new_r[0] / old_data, new_r[1] / old_data, new_r[None] / old_r[None]]
+        parts = " + ".join(f"{n / o:5.2f}" for n, o in zip(new_ops, old_ops))
+        print(f"  {'new/old':20}{sum(new_ops) / sum(old_ops):24.2f} = {parts}  |  {'':9}" + "".join(f"{r:10.2f}" for r in ratios))
+        print("  (both new data columns are divided by the old data-in-the-training-thread figure)")
+    if DEVICE.type == "cuda":
+        for s in setups:
+            print(f"  {s.name:20}model alone, batch 64: {images_per_s(s, 64, steps, None) / 64:.2f} steps/s")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=20)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--batch", type=int, default=None, help="batch size (default: the config's)")
+    ap.add_argument("--steps", type=int, default=30, help="timed steps per figure, after 2 warm-up steps")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's, as train.threads 0)")
+    ap.add_argument("--configs", type=Path, nargs="+",
+                    default=[ROOT / "config" / "train_split_spair.yaml", ROOT / "config" / "train_spair.yaml"])
     args = ap.parse_args()
-    import torch
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    where = torch.cuda.get_device_name() if device == "cuda" else f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
-    print(f"machine: {where}")
-    for split in (True, False):
-        rate = train_steps_per_s(split, args.batch, args.steps, device)
-        print(f"train steps/s, batch {args.batch}, {'SPLIT-SPAIR' if split else 'SPAIR      '}: {rate:.2f} ({rate * args.batch:.0f} images/s)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if DEVICE.type == "cuda":  # as the trainer does
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in args.configs:
+            bench(path.resolve(), args.batch, args.steps, Path(tmp))
 
 
 if __name__ == "__main__":

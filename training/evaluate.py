@@ -1,8 +1,9 @@
 """`split-perception eval CHECKPOINT`: metrics on held-out procedural test sets + a figure.
 
 Detector (SPLIT-SPAIR / SPAIR): count accuracy, object count error, AP over IoU 0.1:0.9 and
-reconstruction MSE on four test sets (solid / checkerboard backgrounds x train / unseen
-colours), scenes from a seed training never uses. The figure shows inputs, reconstructions
+reconstruction MSE, scenes from a seed training never uses, on: solid backgrounds in training
+colours; every training background kind in unseen colours; each held-out background kind
+(scenes.HELD_OUT_BACKGROUNDS, never trained on); held-out object shapes (scenes.HELD_OUT_SPRITES). The figure shows inputs, reconstructions
 and boxes, as the SPLIT paper's fig. 9.
 """
 from __future__ import annotations
@@ -22,12 +23,19 @@ TEST_SEED = 10_000  # training streams use seeds < TEST_SEED
 
 
 def detector_test_sets(image_size: int) -> dict[str, scenes.MultiObjectConfig]:
+    """name -> scene config. `_unseen`: background colours from the palette training never sees."""
     sprite = max(6, round(14 * image_size / 48))
-    return {
-        f"{bg}_{palette}": scenes.MultiObjectConfig(image_size=image_size, background=bg, palette=palette, sprite_size=sprite)
-        for bg in ("solid", "checkerboard")
-        for palette in ("train", "test")
-    }
+
+    def config(background, palette="test", sprites=scenes.TRAIN_SPRITES):
+        return scenes.MultiObjectConfig(
+            image_size=image_size, background=background, palette=palette, sprite_size=sprite, sprites=sprites
+        )
+
+    sets = {"solid_train": config("solid", "train")}
+    sets.update({f"{bg}_unseen": config(bg) for bg in scenes.TRAIN_BACKGROUNDS})
+    sets.update({f"heldout_{bg}": config(bg) for bg in scenes.HELD_OUT_BACKGROUNDS})
+    sets["heldout_shapes"] = config("solid", sprites=scenes.HELD_OUT_SPRITES)
+    return sets
 
 
 @torch.no_grad()

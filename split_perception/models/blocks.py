@@ -131,7 +131,10 @@ class GaussianHead(nn.Module):
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, logstd = self.linear(h).chunk(2, dim=-1)
-        return mean, logstd.clamp(min=self.min_logstd, max=2.0)
+        return mean, self.bound_logstd(logstd)
+
+    def bound_logstd(self, logstd: torch.Tensor) -> torch.Tensor:
+        return logstd.clamp(min=self.min_logstd, max=2.0)
 
 
 class DeconvDecoder(nn.Module):
@@ -168,3 +171,65 @@ class DeconvDecoder(nn.Module):
         if self.colour is not None:
             out = out + self.colour(z)[:, :, None, None]
         return out
+
+
+# --------------------------------------------------------------------------- spectral background
+@torch.no_grad()
+def spectral_background(
+    x: torch.Tensor, keep: tuple[int, ...] = (4, 8, 16, 32, 48), outlier_factor: float = 2.0, outlier_floor: float = 0.04
+) -> torch.Tensor:
+    """Robust estimate of an image's background from its strongest spatial frequencies.
+
+    Backgrounds a camera sees are mostly smooth (shading, gradients, vignetting) or regular
+    (tiles, stripes, checkerboards, fabric): their energy sits in a few frequencies. A compact
+    object spreads its energy over many. So: mirror-extend the image (no wrap-around edge, so
+    ramps stay low-frequency, as in a DCT), keep the strongest rfft bins summed over channels,
+    invert. Then replace the pixels that disagree with that estimate (summed absolute residual
+    above `outlier_factor` x its median + `outlier_floor`) by the estimate and fit again with
+    more bins: a coarse fit first marks the objects, so finer fits cannot pull them in.
+
+    Measured on procedural scenes with 1-5 objects, all nine background kinds (64 each), MSE to the
+    true background (docs/RESULTS.md): keep (4, 8, 16, 32, 48), factor 2: 0.0025 on background
+    pixels, 0.0042 under the objects; one fit schedule (24, 24, 24), factor 3: 0.0042 / 0.0205
+    (the objects leak in as blurred blobs).
+
+    x: (B, C, H, W) in [0, 1]. Returns (B, C, H, W) in [0, 1], without gradient. Training only:
+    the inference graph never calls it.
+    """
+    h, w = x.shape[-2:]
+    x = x.float()
+    filled, estimate = x, x
+    for bins in keep:
+        ext = torch.cat([filled, filled.flip(3)], 3)
+        ext = torch.cat([ext, ext.flip(2)], 2)  # (B, C, 2H, 2W), mirror-symmetric
+        spectrum = torch.fft.rfft2(ext)
+        power = (spectrum.real**2 + spectrum.imag**2).sum(1).flatten(1)  # (B, bins)
+        kth = power.topk(bins, dim=1).values[:, -1:]
+        mask = (power >= kth).reshape(spectrum.shape[0], 1, *spectrum.shape[2:])
+        estimate = torch.fft.irfft2(spectrum * mask, s=ext.shape[-2:])[..., :h, :w]
+        residual = (x - estimate).abs().sum(1, keepdim=True)
+        median = residual.flatten(1).median(1).values[:, None, None, None]
+        filled = torch.where(residual > outlier_factor * median + outlier_floor, estimate, x)
+    return estimate.clamp(0, 1)
+
+
+class PixelRefiner(nn.Module):
+    """Per-pixel (1x1 convolution) correction of an image, modulated by a latent (FiLM).
+
+    It sees one pixel of its input at a time, so it can recolour or sharpen a background
+    estimate but cannot draw anything that is not already there. The last layer starts at
+    zero: the output starts as the input.
+    """
+
+    def __init__(self, latent: int, channels: int = 3, hidden: int = 32):
+        super().__init__()
+        self.inp = nn.Conv2d(channels, hidden, 1)
+        self.film = nn.Linear(latent, 2 * hidden)
+        self.out = nn.Sequential(nn.CELU(), nn.Conv2d(hidden, hidden, 1), nn.CELU(), nn.Conv2d(hidden, channels, 1))
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
+
+    def forward(self, logits: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.film(z).chunk(2, dim=1)
+        h = self.inp(logits) * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+        return logits + self.out(h)
