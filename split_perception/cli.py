@@ -22,6 +22,7 @@ def _cmd_dataset_generate(args) -> int:
             image_size=args.image_size or 48,
             background=args.background,
             palette=args.palette,
+            sprites=args.sprites,
             max_objects=args.max_objects,
             min_objects=args.min_objects,
         )
@@ -54,7 +55,9 @@ def _cmd_train(args) -> int:
 def _cmd_eval(args) -> int:
     from split_perception.training.evaluate import evaluate_checkpoint
 
-    report = evaluate_checkpoint(Path(args.checkpoint), out_dir=Path(args.out) if args.out else None, n_images=args.n)
+    report = evaluate_checkpoint(
+        Path(args.checkpoint), out_dir=Path(args.out) if args.out else None, n_images=args.n, nms_iou=args.nms_iou
+    )
     print(json.dumps(report, indent=2))
     return 0
 
@@ -117,7 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--count", type=int, default=1000)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--image-size", type=int, default=None, help="48 for multi_object, 64 for room by default")
-    gen.add_argument("--background", choices=["solid", "checkerboard"], default="solid")
+    # the kinds of training/scenes.py (kept literal here: --help must not import the generator)
+    gen.add_argument(
+        "--background", default="solid",
+        choices=["solid", "gradient", "checkerboard", "stripes", "texture", "noise", "vignette", "plaid", "texture_test"],
+        help="vignette, plaid and texture_test are the held-out kinds (never used in training)",
+    )
+    gen.add_argument("--sprites", choices=["mixed", "digits", "shapes", "shapes_test"], default="mixed",
+                     help="shapes_test: held-out object shapes")
     gen.add_argument("--palette", choices=["train", "test"], default="train", help="test = unseen colours")
     gen.add_argument("--min-objects", type=int, default=0)
     gen.add_argument("--max-objects", type=int, default=5)
@@ -137,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("checkpoint", help="checkpoint .safetensors (its .json config beside it)")
     ev.add_argument("--out", default=None, help="folder for metrics.json and the figure")
     ev.add_argument("-n", type=int, default=500, help="test images per test set")
+    ev.add_argument("--nms-iou", type=float, default=None, help="detector: NMS IoU threshold, as load_detector(nms_iou=...)")
     ev.set_defaults(func=_cmd_eval)
 
     ex = sub.add_parser("export", help="export a checkpoint's inference graph to ONNX (with metadata)")

@@ -1,4 +1,6 @@
 """The generator's ground truth must match its pixels exactly."""
+import typing
+
 import numpy as np
 import pytest
 
@@ -267,3 +269,12 @@ def test_solid_and_checkerboard_scenes_are_unchanged():
             h.update(s.image.tobytes())
             h.update(s.boxes.tobytes())
         assert h.hexdigest()[:16] == digest, kw
+
+
+def test_cli_offers_every_background_kind_and_sprite_set():
+    from split_perception.cli import build_parser
+
+    actions = {a.dest: a for a in build_parser()._subparsers._group_actions[0].choices["dataset"]
+               ._subparsers._group_actions[0].choices["generate"]._actions}
+    assert set(actions["background"].choices) == set(scenes.BACKGROUNDS)
+    assert set(actions["sprites"].choices) == set(typing.get_args(scenes.Sprites))

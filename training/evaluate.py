@@ -39,25 +39,37 @@ def detector_test_sets(image_size: int) -> dict[str, scenes.MultiObjectConfig]:
 
 
 @torch.no_grad()
-def evaluate_detector(model, n_images: int, batch_size: int = 50, threshold: float = 0.5) -> tuple[dict, dict]:
-    """Returns (metrics per test set, a few examples per set for the figure)."""
+def evaluate_detector(
+    model, n_images: int, batch_size: int = 50, threshold: float = 0.5, nms_iou: float | None = None, seed: int = TEST_SEED
+) -> tuple[dict, dict]:
+    """Returns (metrics per test set, a few examples per set for the figure).
+
+    Boxes are kept as the runtime keeps them (split_perception.detector.postprocess): presence
+    above `threshold`, then NMS at `nms_iou` if given. `seed` other than TEST_SEED gives a
+    validation set (for choosing settings without looking at the test scenes)."""
+    from split_perception.detector import nms
+
     model.eval()
     cfg = model.cfg
     report, examples = {}, {}
     for name, scfg in detector_test_sets(cfg.image_size).items():
         pred_counts, true_counts, pred_boxes, pred_scores, true_boxes, sq_err = [], [], [], [], [], []
         for start in range(0, n_images, batch_size):
-            batch = [scenes.generate(scfg, TEST_SEED, i) for i in range(start, min(start + batch_size, n_images))]
+            batch = [scenes.generate(scfg, seed, i) for i in range(start, min(start + batch_size, n_images))]
             x = torch.stack([to_tensor(s.image) for s in batch])
             out = model(x)
             probs = out["pres_prob"].numpy()
             boxes_c = out["boxes"].numpy()
             for k, s in enumerate(batch):
-                keep = probs[k] > threshold
+                keep = np.flatnonzero(probs[k] > threshold)
                 cx, cy, w, h = boxes_c[k, keep].T
-                pred_boxes.append(np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1))
+                corners = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+                if nms_iou is not None and len(keep):
+                    order = nms(corners, probs[k, keep], nms_iou)
+                    keep, corners = keep[order], corners[order]
+                pred_boxes.append(corners)
                 pred_scores.append(probs[k, keep])
-                pred_counts.append(int(keep.sum()))
+                pred_counts.append(len(keep))
                 true_counts.append(s.count)
                 true_boxes.append(s.boxes)
             sq_err.append(((out["recon"] - x) ** 2).mean((1, 2, 3)).numpy())
@@ -97,10 +109,10 @@ def detector_figure(examples: dict, path: Path) -> None:
     atomic_write_bytes(path, png.tobytes())
 
 
-def evaluate_checkpoint(path: Path, out_dir: Path | None = None, n_images: int = 500) -> dict:
+def evaluate_checkpoint(path: Path, out_dir: Path | None = None, n_images: int = 500, nms_iou: float | None = None) -> dict:
     model, cfg, model_type = ckpt.load_checkpoint(path)
     if model_type == "split_spair":
-        report, examples = evaluate_detector(model, n_images)
+        report, examples = evaluate_detector(model, n_images, nms_iou=nms_iou)
         figure = detector_figure
     else:
         from .evaluate_slots import evaluate_segmenter, segmenter_figure
@@ -108,8 +120,19 @@ def evaluate_checkpoint(path: Path, out_dir: Path | None = None, n_images: int =
         report, examples = evaluate_segmenter(model, n_images)
         figure = segmenter_figure
     report = {"checkpoint": str(path), "model_type": model_type, "split": getattr(cfg, "split", None), "test_sets": report}
+    swap_images = None
+    if model_type == "split_spair" and cfg.split:
+        from .latent_swap import latent_swap
+
+        x = torch.stack([to_tensor(scenes.generate(scfg, TEST_SEED, i).image) for i, scfg in
+                         enumerate(list(detector_test_sets(cfg.image_size).values())[:8])])
+        report["latent_swap"], swap_images = latent_swap(model, x)
     if out_dir:
         out_dir = Path(out_dir)
         atomic_write_bytes(out_dir / "metrics.json", json.dumps(report, indent=2).encode())
         figure(examples, out_dir / "figure.png")
+        if swap_images is not None:
+            from .latent_swap import latent_swap_figure
+
+            latent_swap_figure(swap_images, out_dir / "latent_swap.png")
     return report

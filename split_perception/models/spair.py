@@ -316,16 +316,19 @@ class SplitSpair(nn.Module):
             return torch.sigmoid(self.bg_decoder(torch.logit(estimate, eps=1e-3), bg_in))
         return torch.sigmoid(self.bg_decoder(bg_in))
 
-    def render(self, z_what, z_local, z_bg, boxes, z_depth, z_pres, bg_estimate=None):
+    def render(self, z_what, z_local, z_bg, boxes, z_depth, z_pres, bg_estimate=None, object_local=None):
         """Decode glimpses and background and composite them.
 
         Objects are alpha-blended with weights from depth (nearer = smaller z_depth wins)
-        and presence; the background fills what the objects leave uncovered.
+        and presence; the background fills what the objects leave uncovered. `object_local`
+        replaces z_l for the glimpses only (the latent-swap figure: objects drawn in another
+        scene's local style).
         Returns reconstruction (B, 3, H, W), background (B, 3, H, W), object alpha (B, G, 1, H, W).
         """
         b, g = boxes.shape[:2]
         n = self.cfg.image_size
-        what_in = z_what if z_local is None else torch.cat([z_what, z_local[:, None].expand(b, g, -1)], dim=-1)
+        glimpse_local = z_local if object_local is None else object_local
+        what_in = z_what if z_local is None else torch.cat([z_what, glimpse_local[:, None].expand(b, g, -1)], dim=-1)
         patch = torch.sigmoid(self.glimpse_decoder(what_in.reshape(b * g, -1)))  # (B*G, 4, gs, gs)
         canvas = paste_glimpses(patch, boxes.reshape(b * g, 4), n, n).reshape(b, g, 4, n, n)
         rgb, alpha = canvas[:, :, :3], canvas[:, :, 3:] * z_pres[:, :, None, None, None]
