@@ -281,3 +281,18 @@ def test_spectral_background_model_trains_and_precomputed_extras_match():
     out["loss"].backward()
     assert model.bg_decoder.inp.weight.grad is not None
     assert SplitSpair.batch_extras(SpairConfig(**TINY), x) == {}  # the VAE background needs nothing
+
+
+def test_object_boxes_shrink_windows_to_the_drawn_object():
+    torch.manual_seed(0)
+    model = SplitSpair(SpairConfig(**TINY)).eval()
+    gs = model.cfg.glimpse_size
+    alpha = torch.zeros(2, 4, gs, gs)
+    alpha[0, 3, 4:12, 2:6] = 1.0  # glimpse 0: object in rows 4..11, columns 2..5
+    model.decode_glimpses = lambda z_what, z_local: alpha  # glimpse 1 draws nothing
+    windows = torch.tensor([[[24.0, 20.0, 16.0, 32.0], [10.0, 10.0, 8.0, 8.0]]])
+    boxes = model.object_boxes(windows, torch.zeros(1, 2, 8), None)
+    # window x from 16 to 32 (1 px per glimpse column), y from 4 to 36 (2 px per glimpse row)
+    x1, x2, y1, y2 = 16 + 2, 16 + 6, 4 + 4 * 2, 4 + 12 * 2
+    torch.testing.assert_close(boxes[0, 0], torch.tensor([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]))
+    torch.testing.assert_close(boxes[0, 1], windows[0, 1])

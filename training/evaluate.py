@@ -48,8 +48,10 @@ def evaluate_detector(
     above `threshold`, then NMS at `nms_iou` if given. `seed` other than TEST_SEED gives a
     validation set (for choosing settings without looking at the test scenes)."""
     from split_perception.detector import nms
+    from split_perception.models.spair import SpairInference
 
     model.eval()
+    inference = SpairInference(model)
     cfg = model.cfg
     report, examples = {}, {}
     for name, scfg in detector_test_sets(cfg.image_size).items():
@@ -57,9 +59,9 @@ def evaluate_detector(
         for start in range(0, n_images, batch_size):
             batch = [scenes.generate(scfg, seed, i) for i in range(start, min(start + batch_size, n_images))]
             x = torch.stack([to_tensor(s.image) for s in batch])
-            out = model(x)
-            probs = out["pres_prob"].numpy()
-            boxes_c = out["boxes"].numpy()
+            out = model(x)  # reconstruction and background for the MSE and the figure
+            boxes_t, probs_t = inference(x)[:2]  # boxes and scores exactly as the runtime gets them
+            probs, boxes_c = probs_t.numpy(), boxes_t.numpy()
             for k, s in enumerate(batch):
                 keep = np.flatnonzero(probs[k] > threshold)
                 cx, cy, w, h = boxes_c[k, keep].T

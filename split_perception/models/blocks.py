@@ -65,7 +65,7 @@ def shuffle_patches(x: torch.Tensor, patch: int, perm: torch.Tensor) -> torch.Te
 
 
 # --------------------------------------------------------------------------- spatial transformer
-def _unit_coords(n: int, like: torch.Tensor) -> torch.Tensor:
+def unit_coords(n: int, like: torch.Tensor) -> torch.Tensor:
     """Pixel centres of an n-pixel axis in [-1, 1] (align_corners=False convention)."""
     return (torch.arange(n, dtype=like.dtype, device=like.device) * 2 + 1) / n - 1
 
@@ -77,7 +77,7 @@ def crop_glimpses(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch
     Returns (N, C, size, size), bilinearly sampled, zero outside the image.
     """
     n, _, h, w = images.shape
-    u = _unit_coords(size, images)  # glimpse pixel centres in [-1, 1]
+    u = unit_coords(size, images)  # glimpse pixel centres in [-1, 1]
     cx, cy, bw, bh = boxes.unbind(-1)
     # image pixel x = cx + u * bw / 2 ; normalised image coordinate = x / W * 2 - 1
     gx = (cx[:, None] + u[None, :] * bw[:, None] / 2) / w * 2 - 1  # (N, size)
