@@ -2,7 +2,8 @@
 
 The subscription callback only hands its message over; a worker thread processes the
 newest one. A frame replaced before the worker got to it counts as dropped: a slow model
-never builds a queue, and the node reports how far behind the camera it runs.
+never builds a queue, and the node reports how far behind the camera it runs. Frames the
+node does not want at all (disabled, no model) count as ignored.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ class FrameWorker:
         self._lock = threading.Condition()
         self._latest = None
         self._stop = False
-        self.received = self.processed = self.dropped = self.errors = 0
+        self.last_error = ""  # why the newest failed frame failed, for /diagnostics
+        self.received = self.processed = self.dropped = self.errors = self.ignored = 0
         self._latencies: deque[float] = deque(maxlen=100)
         self._done_times: deque[float] = deque(maxlen=100)
         self._thread = threading.Thread(target=self._run, name="frame_worker", daemon=True)
@@ -30,6 +32,12 @@ class FrameWorker:
                 self.dropped += 1
             self._latest = (msg, time.perf_counter())
             self._lock.notify()
+
+    def ignore(self) -> None:
+        """A frame the node does not process at all (disabled, or no model loaded)."""
+        with self._lock:
+            self.received += 1
+            self.ignored += 1
 
     def _run(self) -> None:
         while True:
@@ -47,6 +55,7 @@ class FrameWorker:
                 self._done_times.append(now)
             except Exception as e:  # noqa: BLE001 - the node reports bad frames and stays up
                 self.errors += 1
+                self.last_error = str(e) or type(e).__name__
                 self._on_error(e)
 
     def stats(self) -> dict:
@@ -61,6 +70,8 @@ class FrameWorker:
             "frames_processed": self.processed,
             "frames_dropped": self.dropped,
             "frames_failed": self.errors,
+            "frames_ignored": self.ignored,
+            "last_frame_error": self.last_error,
         }
 
     def stop(self) -> None:

@@ -1,37 +1,42 @@
 """MONet slot node: camera image in, slot masks and slot latents out.
 
-    in   image                 sensor_msgs/Image (remap to your camera), sensor-data QoS
+    in   image                 sensor_msgs/Image (remap to your camera), QoS image_qos.*
     out  ~/masks               mono8 label image at input resolution (slot index per pixel)
          ~/slot_probs          32FC1 (K*h) x w: the K soft masks at model resolution, stacked
          ~/slot_latents        32FC1 K x D, row k = slot k
-         /diagnostics          rate, latency, dropped frames, backend
-All outputs carry the input image's header.
+         /diagnostics          rate, latency, frame counters, model id, backend
+    srv  ~/enable              std_srvs/SetBool: false drops frames without inference
+         ~/reload              std_srvs/Trigger: load model_path again, answer with the outcome
+All outputs carry the input image's header. Model loading and hot-swap: node_runtime.py.
 """
 from __future__ import annotations
 
-from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 
 from split_perception import ros_messages
-from split_perception.image_conversion import array_to_image, image_to_rgb
-from split_perception.nodes.node_runtime import CameraModelNode, spin
+from split_perception.image_conversion import array_to_image
+from split_perception.nodes import parameters as P
+from split_perception.nodes.node_runtime import CameraModelNode, frame_to_rgb, spin
 from split_perception.segmenter import load_segmenter
 
 
 class SegmenterNode(CameraModelNode):
     def __init__(self, **kwargs):
         super().__init__("monet_segmenter", **kwargs)
-        model_path = self.declare_parameter("model_path", "").value
-        backend = self.declare_parameter("backend", "auto").value
-        self.segmenter = load_segmenter(model_path or None, backend)
-        out_qos = QoSProfile(depth=10)
+        self.declare_parameter("model_path", "", P.model_path_descriptor())
+        self.declare_parameter("backend", "auto", P.backend_descriptor())
+        self.declare_parameter("image_qos.reliability", "best_effort", P.reliability_descriptor("the image subscription"))
+        self.declare_parameter("image_qos.depth", 1, P.depth_descriptor("the image subscription (only the newest frame is processed)"))
+        self.declare_parameter("output_qos.reliability", "reliable", P.reliability_descriptor("the output publishers"))
+        self.declare_parameter("output_qos.depth", 10, P.depth_descriptor("the output publishers"))
+        out_qos = self.qos("output_qos")
         self.pub_masks = self.create_publisher(Image, "~/masks", out_qos)
         self.pub_probs = self.create_publisher(Image, "~/slot_probs", out_qos)
         self.pub_latents = self.create_publisher(Image, "~/slot_latents", out_qos)
-        self.start_camera(self.segmenter)
+        self.start(lambda path, backend: load_segmenter(path or None, backend))
 
-    def process(self, msg: Image) -> None:
-        seg = self.segmenter(image_to_rgb(msg))
+    def process(self, segmenter, msg: Image) -> None:
+        seg = segmenter(frame_to_rgb(msg))
         self.pub_masks.publish(array_to_image(seg.labels, "mono8", msg.header))
         k, h, w = seg.model_masks.shape
         self.pub_probs.publish(ros_messages.matrix_msg(seg.model_masks.reshape(k * h, w), msg.header))
