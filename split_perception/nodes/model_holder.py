@@ -11,7 +11,6 @@ No ROS here: the holder takes any logger with info/warning/error, so tests drive
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import threading
 import time
 from concurrent.futures import Future
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from split_perception.atomic_io import file_sha256
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,7 @@ class ModelCheckError(ValueError):
 
 def file_id(path: Path) -> str:
     """Short content hash of a model file: the same file gives the same id on any machine."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:12]
+    return file_sha256(path)[:12]
 
 
 def _label(path: str) -> str:
