@@ -93,6 +93,18 @@ class RemoteNode:
     def wait(self, predicate, timeout: float = 30.0) -> bool:
         return spin_until(self.executor, predicate, timeout)
 
+    def __enter__(self) -> "RemoteNode":
+        """`with RemoteNode(...) as node:` waits until the node is up and always closes it."""
+        try:
+            self.wait_until_up()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def wait_until_up(self, timeout: float = 60.0) -> None:
         """Until the node subscribes to the camera and has published /diagnostics (only a live node does)."""
         up = self.wait(lambda: (self.camera.get_subscription_count() > 0 and self.statuses) or self.proc.poll() is not None, timeout)

@@ -19,16 +19,12 @@ SCENE = scenes.generate(scenes.MultiObjectConfig(), 0, 5).image  # 48 x 48 rgb
 
 @pytest.fixture(scope="module")
 def det(tiny_detector_files, tmp_path_factory):
-    node = RemoteNode("split_perception.nodes.detector_node", "split_spair_detector",
+    with RemoteNode("split_perception.nodes.detector_node", "split_spair_detector",
                       ["-r", "image:=cam/image", "-p", f"model_path:={tiny_detector_files[1]}", "-p", "publish_debug_image:=true",
                        "-p", "threshold:=0.2"],
                       tmp_path_factory.mktemp("bad_frames_log") / "node.log",
-                      {"det": (Detection2DArray, f"{NS}/detections"), "debug": (Image, f"{NS}/debug_image")})
-    try:
-        node.wait_until_up()
+                      {"det": (Detection2DArray, f"{NS}/detections"), "debug": (Image, f"{NS}/debug_image")}) as node:
         yield node
-    finally:
-        node.close()
 
 
 _stamps = iter(range(1000, 10**6))

@@ -36,15 +36,11 @@ def models(tiny_detector_files, tiny_segmenter_files, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def det(models, tmp_path_factory):
-    node = RemoteNode("split_perception.nodes.detector_node", "split_spair_detector",
+    with RemoteNode("split_perception.nodes.detector_node", "split_spair_detector",
                       ["-r", "image:=cam/image", "-p", f"model_path:={models.a}", "-p", "publish_debug_image:=true"],
                       tmp_path_factory.mktemp("detector_node_log") / "node.log",
-                      {"det": (Detection2DArray, f"{NS}/detections"), "what": (Image, f"{NS}/latents/what")})
-    try:
-        node.wait_until_up()
+                      {"det": (Detection2DArray, f"{NS}/detections"), "what": (Image, f"{NS}/latents/what")}) as node:
         yield node
-    finally:
-        node.close()
 
 
 _stamps = iter(range(1000, 10**6))

@@ -29,15 +29,11 @@ def models(tiny_segmenter_files, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def seg(models, tmp_path_factory):
-    node = RemoteNode("split_perception.nodes.segmenter_node", "monet_segmenter",
+    with RemoteNode("split_perception.nodes.segmenter_node", "monet_segmenter",
                       ["-r", "image:=cam/image", "-p", f"model_path:={models.a}"],
                       tmp_path_factory.mktemp("segmenter_node_log") / "node.log",
-                      {"masks": (Image, f"{NS}/masks"), "latents": (Image, f"{NS}/slot_latents")})
-    try:
-        node.wait_until_up()
+                      {"masks": (Image, f"{NS}/masks"), "latents": (Image, f"{NS}/slot_latents")}) as node:
         yield node
-    finally:
-        node.close()
 
 
 _stamps = iter(range(1000, 10**6))
