@@ -56,7 +56,8 @@ def _cmd_eval(args) -> int:
     from split_perception.training.evaluate import evaluate_checkpoint
 
     report = evaluate_checkpoint(
-        Path(args.checkpoint), out_dir=Path(args.out) if args.out else None, n_images=args.n, nms_iou=args.nms_iou
+        Path(args.checkpoint), out_dir=Path(args.out) if args.out else None, n_images=args.n,
+        nms_iou=args.nms_iou if args.nms_iou >= 0 else None,
     )
     print(json.dumps(report, indent=2))
     return 0
@@ -147,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("checkpoint", help="checkpoint .safetensors (its .json config beside it)")
     ev.add_argument("--out", default=None, help="folder for metrics.json and the figure")
     ev.add_argument("-n", type=int, default=500, help="test images per test set")
-    ev.add_argument("--nms-iou", type=float, default=None, help="detector: NMS IoU threshold, as load_detector(nms_iou=...)")
+    ev.add_argument("--nms-iou", type=float, default=0.5,
+                    help="detector: NMS IoU threshold as in load_detector (default 0.5, its default; < 0: off)")
     ev.set_defaults(func=_cmd_eval)
 
     ex = sub.add_parser("export", help="export a checkpoint's inference graph to ONNX (with metadata)")

@@ -17,7 +17,7 @@ from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
 from split_perception import ros_messages
-from split_perception.detector import load_detector
+from split_perception.detector import DEFAULT_NMS_IOU, load_detector
 from split_perception.image_conversion import array_to_image
 from split_perception.nodes import parameters as P
 from split_perception.nodes.node_runtime import CameraModelNode, frame_to_rgb, spin
@@ -29,8 +29,8 @@ class DetectorNode(CameraModelNode):
         self.declare_parameter("model_path", "", P.model_path_descriptor())
         self.declare_parameter("backend", "auto", P.backend_descriptor())
         self.declare_parameter("threshold", 0.5, P.describe("presence probability above which a cell is a detection", range=(0.0, 1.0)))
-        self.declare_parameter("nms_iou", -1.0, P.describe("IoU above which non-maximum suppression drops the weaker box; < 0: off "
-                                                           "(SPAIR's neighbour conditioning already de-duplicates)", range=(-1.0, 1.0)))
+        self.declare_parameter("nms_iou", DEFAULT_NMS_IOU, P.describe("IoU above which non-maximum suppression drops the weaker box; "
+                                                                      "< 0: off", range=(-1.0, 1.0)))
         self.declare_parameter("publish_debug_image", False, P.describe("publish ~/debug_image: the frame with boxes drawn"))
         self.declare_parameter("image_qos.reliability", "best_effort", P.reliability_descriptor("the image subscription"))
         self.declare_parameter("image_qos.depth", 1, P.depth_descriptor("the image subscription (only the newest frame is processed)"))
