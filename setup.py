@@ -10,7 +10,8 @@ setup(
     version="0.1.0",
     # training/ lives at the top level (product layout) but is installed as
     # split_perception.training, never as a bare `training` package.
-    packages=[PACKAGE, f"{PACKAGE}.training", f"{PACKAGE}.nodes", f"{PACKAGE}.models", f"{PACKAGE}.backends"],
+    packages=[PACKAGE, f"{PACKAGE}.training", f"{PACKAGE}.nodes", f"{PACKAGE}.models", f"{PACKAGE}.backends",
+              f"{PACKAGE}.frames"],
     package_dir={
         PACKAGE: PACKAGE,
         f"{PACKAGE}.training": "training",
@@ -33,6 +34,7 @@ setup(
             "split-perception = split_perception.cli:main",
             "detector_node = split_perception.nodes.detector_node:main",
             "segmenter_node = split_perception.nodes.segmenter_node:main",
+            "camera_source = split_perception.nodes.camera_source:main",
         ],
     },
 )
