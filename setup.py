@@ -35,6 +35,7 @@ setup(
             "detector_node = split_perception.nodes.detector_node:main",
             "segmenter_node = split_perception.nodes.segmenter_node:main",
             "camera_source = split_perception.nodes.camera_source:main",
+            "scene_recorder = split_perception.nodes.scene_recorder:main",
         ],
     },
 )

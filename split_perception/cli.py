@@ -45,6 +45,60 @@ def _cmd_dataset_info(args) -> int:
     return 0
 
 
+def _parse_size(text: str) -> tuple[int, int]:
+    """'64' -> (64, 64); '64x48' -> (64, 48) (width x height)."""
+    w, _, h = text.lower().partition("x")
+    try:
+        size = (int(w), int(h or w))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be S or WxH in pixels, e.g. 64 or 64x48; got '{text}'") from None
+    if min(size) < 1 or max(size) > 8192:
+        raise argparse.ArgumentTypeError(f"size must be 1..8192 pixels a side; got '{text}'")
+    return size
+
+
+def _cmd_dataset_import(args) -> int:
+    """from-bag / from-folder / from-video: frames of a source into a dataset folder. A source that
+    breaks off (truncated bag) ends the import with exit status 2 after what was read is written."""
+    from split_perception.frames import FrameSourceError, import_frames, open_reader
+
+    kind = {"from-bag": "bag", "from-folder": "folder", "from-video": "video"}[args.dataset_command]
+    try:
+        reader = open_reader(kind, path=args.source, topic=getattr(args, "topic", "") or "")
+    except FrameSourceError as e:
+        raise ValueError(str(e)) from None
+    source = {"kind": kind, "path": str(Path(args.source).resolve())}
+    if kind == "bag":
+        source["topic"] = reader.topic
+    total = reader.frame_count
+    if total and args.max:
+        total = min(total, args.max * args.every)
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="frame", desc=f"importing {Path(args.source).name}", file=sys.stderr,
+                   disable=None)  # None: no bar when stderr is not a terminal
+    try:
+        with reader:
+            result = import_frames(reader, Path(args.out), every=args.every, size=args.size or (0, 0),
+                                   max_frames=args.max, source=source, image_format=args.format,
+                                   progress=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    bad = f", {result.bad} undecodable frame(s) skipped" if result.bad else ""
+    if result.stopped:
+        print(f"split-perception dataset: error: {result.stopped}; the {result.written} frame(s) imported before it "
+              f"are in {args.out}", file=sys.stderr)
+        return 2
+    if not result.written:
+        print(f"split-perception dataset: error: no frame imported from {reader.description}{bad}", file=sys.stderr)
+        return 2
+    print(f"imported {result.written} of {result.read} frames from {reader.description} into {args.out}{bad}")
+    return 0
+
+
 def _cmd_train(args) -> int:
     from split_perception.training.trainer import train_from_config
 
@@ -113,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="split-perception", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    ds = sub.add_parser("dataset", help="generate or inspect dataset folders")
+    ds = sub.add_parser("dataset", help="generate, import or inspect dataset folders")
     ds_sub = ds.add_subparsers(dest="dataset_command", required=True)
     gen = ds_sub.add_parser("generate", help="write procedural scenes with ground truth to a folder")
     gen.add_argument("out", help="output dataset folder")
@@ -136,6 +190,23 @@ def build_parser() -> argparse.ArgumentParser:
     info = ds_sub.add_parser("info", help="summarise a dataset folder")
     info.add_argument("path")
     info.set_defaults(func=_cmd_dataset_info)
+    sources = {"from-bag": ("import an image topic of a rosbag2 MCAP file or folder (no ROS install needed)",
+                            "rosbag2 .mcap file or folder"),
+               "from-folder": ("import a folder of images (sorted by name)", "folder of images"),
+               "from-video": ("import the frames of a video file (OpenCV)", "video file")}
+    for name, (help_text, source_help) in sources.items():
+        imp = ds_sub.add_parser(name, help=help_text)
+        imp.add_argument("source", help=source_help)
+        if name == "from-bag":
+            imp.add_argument("--topic", default="", help="sensor_msgs/Image or CompressedImage topic; "
+                                                         "default: the bag's only image topic")
+        imp.add_argument("out", help="dataset folder (created, or continued if it exists)")
+        imp.add_argument("--every", type=int, default=1, help="keep every N-th frame (default 1: all)")
+        imp.add_argument("--size", type=_parse_size, default=None, help="resize to S x S or WxH pixels (default: as read)")
+        imp.add_argument("--max", type=int, default=0, help="import at most N frames (default 0: all)")
+        imp.add_argument("--format", choices=["png", "jpg"], default="png", help="image files (default png: lossless)")
+        imp.add_argument("--quiet", action="store_true", help="no progress bar")
+        imp.set_defaults(func=_cmd_dataset_import)
 
     tr = sub.add_parser("train", help="train a model from a YAML config (resumes from the last checkpoint)")
     tr.add_argument("config", help="YAML training config, e.g. config/train_split_spair.yaml")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+from struct import error as struct_error
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".pnm", ".tif", ".tiff", ".webp")
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -34,10 +35,17 @@ class FrameReadError(FrameSourceError):
     """One frame that cannot be decoded; the source itself can go on."""
 
 
+class SourceTruncatedError(FrameReadError):
+    """The source ends early in a broken record (a bag cut off mid-write): the frames before it
+    were read; the next read() gives None."""
+
+
 class FrameReader:
     """Base: `description` names the source for logs; read() -> frame or None at the end."""
 
     description = "frames"
+    frame_count: int | None = None  # frames in the source when known (for a progress bar)
+    last_meta: dict = {}  # what the source says about the frame read() gave last (stamp, frame_id, file, ...)
 
     def read(self) -> np.ndarray | None:
         raise NotImplementedError
@@ -104,6 +112,7 @@ class FolderReader(FrameReader):
         if not self.files:
             raise FrameSourceError(f"folder source: no image files ({', '.join(IMAGE_SUFFIXES)}) in '{folder}'")
         self.position = 0
+        self.frame_count = len(self.files)
         self.description = f"folder '{folder}' ({len(self.files)} images)"
 
     def read(self) -> np.ndarray | None:
@@ -113,6 +122,7 @@ class FolderReader(FrameReader):
             return None
         file = self.files[self.position]
         self.position += 1
+        self.last_meta = {"source_file": file.name}
         image = cv2.imread(str(file), cv2.IMREAD_COLOR)
         if image is None:
             raise FrameReadError(f"cannot decode image '{file}'")
@@ -136,6 +146,7 @@ class VideoReader(FrameReader):
         self._cap = None
         self._first = self._open()
         self._pending = self._first
+        self._index = 0
         self.description = f"video '{file}'"
 
     def _open(self) -> np.ndarray:
@@ -156,42 +167,65 @@ class VideoReader(FrameReader):
     def read(self) -> np.ndarray | None:
         if self._pending is not None:
             frame, self._pending = self._pending, None
-            return frame
-        ok, image = self._cap.read()
-        return _bgr_to_rgb(image) if ok and image is not None else None
+        else:
+            ok, image = self._cap.read()
+            if not ok or image is None:
+                return None
+            frame = _bgr_to_rgb(image)
+        self.last_meta = {"source_file": self.file.name, "video_frame": self._index}
+        self._index += 1
+        return frame
 
     def rewind(self) -> None:
         self._pending = self._open()
+        self._index = 0
 
     def close(self) -> None:
         if self._cap is not None:
             self._cap.release()
 
 
+def _seekable_summary(f):
+    """The file's summary, or None when it has none or it cannot be read (a file cut off)."""
+    from mcap.exceptions import McapError
+    from mcap.reader import SeekingReader
+
+    try:
+        return SeekingReader(f).get_summary()
+    except (McapError, ValueError, EOFError, OSError, struct_error):
+        return None
+
+
 def bag_topics(files: list[Path]) -> dict[str, tuple[str, int]]:
     """{topic: (message type, message count)} over the MCAP files, from their summaries (a file
-    without one, e.g. a recording that was cut off, is scanned)."""
+    without one, e.g. a recording that was cut off, is scanned up to where it breaks)."""
     from mcap.exceptions import McapError
-    from mcap.reader import make_reader
+    from mcap.reader import NonSeekingReader
 
     topics: dict[str, tuple[str, int]] = {}
     for file in files:
         try:
             with open(file, "rb") as f:
-                reader = make_reader(f)
-                summary = reader.get_summary()
+                summary = _seekable_summary(f)
                 if summary is not None:
                     counts = summary.statistics.channel_message_counts if summary.statistics else {}
                     for cid, channel in summary.channels.items():
                         schema = summary.schemas.get(channel.schema_id)
                         old = topics.get(channel.topic, ("", 0))[1]
                         topics[channel.topic] = (schema.name if schema else "", old + counts.get(cid, 0))
-                else:
-                    for schema, channel, _ in reader.iter_messages():
+                    continue
+                f.seek(0)
+                scanned = 0
+                try:
+                    for schema, channel, _ in NonSeekingReader(f).iter_messages(log_time_order=False):
                         old = topics.get(channel.topic, ("", 0))[1]
                         topics[channel.topic] = (schema.name if schema else "", old + 1)
-        except (McapError, ValueError, EOFError, OSError) as e:
-            raise FrameSourceError(f"bag source: '{file}' is not a readable MCAP file ({e})") from None
+                        scanned += 1
+                except (McapError, ValueError, EOFError, struct_error):
+                    if not scanned:
+                        raise  # not MCAP at all (or broken before its first message)
+        except (McapError, ValueError, EOFError, OSError, struct_error) as e:
+            raise FrameSourceError(f"bag source: '{file}' is not a readable MCAP file ({str(e) or type(e).__name__})") from None
     return topics
 
 
@@ -227,23 +261,42 @@ class BagReader(FrameReader):
         if images[topic][1] == 0:
             raise FrameSourceError(f"bag source: topic '{topic}' in '{source}' has no messages")
         self.topic, self.source = topic, source
+        self.frame_count = images[topic][1]
         self.description = f"bag '{source}' topic {topic} ({images[topic][1]} frames)"
         self._messages = self._iterate()
 
     def _iterate(self) -> Iterator:
-        """(type name, decoded message) of the topic, file after file."""
-        from mcap.reader import make_reader
+        """(type name, decoded message, log time) of the topic, file after file. A file cut off
+        mid-record ends the iteration with SourceTruncatedError after the messages before it."""
+        from mcap.exceptions import McapError
+        from mcap.reader import NonSeekingReader, make_reader
         from mcap_ros2.decoder import DecoderFactory
 
         for file in self.files:
             with open(file, "rb") as f:
-                reader = make_reader(f, decoder_factories=[DecoderFactory()])
-                for schema, _, _, msg in reader.iter_decoded_messages(topics=[self.topic]):
-                    yield schema.name, msg
+                summary = _seekable_summary(f)
+                f.seek(0)
+                reader = (make_reader(f, decoder_factories=[DecoderFactory()]) if summary is not None
+                          else NonSeekingReader(f, decoder_factories=[DecoderFactory()]))
+                count = 0
+                try:
+                    for schema, _, message, msg in reader.iter_decoded_messages(topics=[self.topic], log_time_order=summary is not None):
+                        count += 1
+                        yield schema.name, msg, message.log_time
+                except (McapError, ValueError, EOFError, struct_error) as e:
+                    raise SourceTruncatedError(f"bag '{file}' is truncated or corrupt after {count} message(s) of "
+                                               f"{self.topic} ({str(e) or type(e).__name__})") from None
 
     def read(self) -> np.ndarray | None:
         item = next(self._messages, None)
-        return None if item is None else decode_image(item[1], item[0])
+        if item is None:
+            return None
+        type_name, msg, log_time = item
+        header = getattr(msg, "header", None)
+        self.last_meta = {"topic": self.topic, "log_time_ns": int(log_time)}
+        if header is not None:
+            self.last_meta.update(stamp=header.stamp.sec + header.stamp.nanosec * 1e-9, frame_id=header.frame_id)
+        return decode_image(msg, type_name)
 
     def rewind(self) -> None:
         self._messages.close()  # closes the open file
