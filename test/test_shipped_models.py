@@ -36,8 +36,13 @@ def test_shipped_files_are_small_and_onnx_first():
     assert card["model_type"] == "split_spair" and card["step"] > 0
 
 
-def test_default_detector_counts_objects_on_held_out_scenes(detector):
-    cfg = scenes.MultiObjectConfig(image_size=48, background="solid", palette="test", sprite_size=14)
+# count-accuracy floors on 60 scenes per set, well below what docs/RESULTS.md measures (300 scenes)
+DETECTOR_FLOORS = {"solid": FLOOR_SOLID, "checkerboard": FLOOR_CHECKER, "plaid": FLOOR_HELDOUT, "texture_test": FLOOR_HELDOUT}
+
+
+@pytest.mark.parametrize("background", sorted(DETECTOR_FLOORS))
+def test_default_detector_counts_objects_on_unseen_colours_and_held_out_backgrounds(detector, background):
+    cfg = scenes.MultiObjectConfig(image_size=48, background=background, palette="test", sprite_size=14)
     pred, true = [], []
     for i in range(60):
         s = scenes.generate(cfg, TEST_SEED, i)
@@ -45,8 +50,8 @@ def test_default_detector_counts_objects_on_held_out_scenes(detector):
         assert d.boxes.shape == (len(d.scores), 4)
         pred.append(len(d.scores))
         true.append(s.count)
-    assert metrics.count_error(pred, true) < 1.0, (pred, true)
-    assert metrics.count_accuracy(pred, true) >= 0.45, (pred, true)
+    assert metrics.count_accuracy(pred, true) >= DETECTOR_FLOORS[background], (pred, true)
+    assert metrics.count_error(pred, true) < 0.6, (pred, true)
 
 
 def test_default_segmenter_separates_objects_on_held_out_rooms(segmenter):

@@ -20,13 +20,9 @@ The frame readers live in split_perception/frames (no ROS there).
 """
 from __future__ import annotations
 
-import sys
 
-import rclpy
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.duration import Duration
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.task import Future
 from sensor_msgs.msg import CameraInfo, Image
@@ -34,7 +30,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from split_perception.frames import READERS, FrameReadError, FrameSourceError, open_reader, resize
 from split_perception.image_conversion import array_to_image
 from split_perception.nodes import parameters as P
-from split_perception.nodes.node_runtime import parameter_error
+from split_perception.nodes.node_runtime import spin
 from split_perception.training.scenes import BACKGROUNDS
 
 PROCEDURAL_KINDS = BACKGROUNDS + ("room",)  # multi-object background kinds, and MONet room scenes
@@ -154,32 +150,7 @@ def main(args=None) -> None:
     """Spin until the source ends, Ctrl-C or shutdown. Exit status: 0 at the end of the source or on
     Ctrl-C, 1 if no frame of the source could be decoded, 2 for a source that cannot be opened or
     a bad parameter value (one line, no traceback)."""
-    rclpy.init(args=args)
-    node, status = None, 0
-    logger = rclpy.logging.get_logger("camera_source")
-    try:
-        try:
-            node = CameraSource()
-        except FrameSourceError as e:
-            logger.fatal(f"cannot open the camera source: {e}")
-            status = 2
-        except (ParameterException, ValueError) as e:
-            logger.fatal(f"bad parameter value: {parameter_error(e)}")
-            status = 2
-        else:
-            executor = SingleThreadedExecutor()
-            executor.add_node(node)
-            executor.spin_until_future_complete(node.finished)
-            status = node.finished.result() if node.finished.done() else 0
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    if status:
-        sys.exit(status)
+    spin(CameraSource, args, startup_errors=(FrameSourceError,))
 
 
 if __name__ == "__main__":

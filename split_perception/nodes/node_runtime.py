@@ -202,25 +202,37 @@ def parameter_error(e: Exception) -> str:
     return str(e)
 
 
-def spin(node_class, args=None) -> None:
+def spin(node_class, args=None, startup_errors: tuple[type, ...] = ()) -> None:
     """rclpy.init, build the node, spin until Ctrl-C or shutdown, clean up in every case.
 
     A parameter value the node cannot take at start-up (out of range, wrong type, unknown QoS
     reliability) ends the process with one clear line and exit status 2: that is a
     configuration error no later message can fix. A bad model is not: see the module docstring.
+    `startup_errors` are further exceptions of the constructor that end it the same way (e.g. a
+    camera source that cannot be opened). A node with a `finished` future (a finite source)
+    spins until it completes; its result is the exit status.
     """
     rclpy.init(args=args)
     node, status = None, 0
+    logger = rclpy.logging.get_logger("split_perception")
     try:
         try:
             node = node_class()
+        except startup_errors as e:
+            logger.fatal(f"cannot start {node_class.__name__}: {e}")
+            status = 2
         except (ParameterException, ValueError) as e:
-            rclpy.logging.get_logger("split_perception").fatal(f"bad parameter value: {parameter_error(e)}")
+            logger.fatal(f"bad parameter value: {parameter_error(e)}")
             status = 2
         else:
             executor = MultiThreadedExecutor(num_threads=3)  # ~/reload may wait on one thread; frames go on
             executor.add_node(node)
-            executor.spin()
+            finished = getattr(node, "finished", None)
+            if finished is None:
+                executor.spin()
+            else:
+                executor.spin_until_future_complete(finished)
+                status = finished.result() if finished.done() else 0
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
