@@ -36,8 +36,11 @@ def test_shipped_files_are_small_and_onnx_first():
     assert card["model_type"] == "split_spair" and card["step"] > 0
 
 
-# count-accuracy floors on 60 scenes per set, well below what docs/RESULTS.md measures (300 scenes)
-DETECTOR_FLOORS = {"solid": FLOOR_SOLID, "checkerboard": FLOOR_CHECKER, "plaid": FLOOR_HELDOUT, "texture_test": FLOOR_HELDOUT}
+# Count-accuracy floors on these 60 scenes per set (unseen background colours; plaid and texture_test
+# are held-out kinds), well below what the shipped default scores on them (solid 0.67, checkerboard
+# 0.80, plaid 0.75, texture_test 0.75; over 300 scenes: docs/RESULTS.md). They catch a broken export
+# or pre-processing, not a small drift.
+DETECTOR_FLOORS = {"solid": 0.5, "checkerboard": 0.6, "plaid": 0.55, "texture_test": 0.55}
 
 
 @pytest.mark.parametrize("background", sorted(DETECTOR_FLOORS))
@@ -51,7 +54,7 @@ def test_default_detector_counts_objects_on_unseen_colours_and_held_out_backgrou
         pred.append(len(d.scores))
         true.append(s.count)
     assert metrics.count_accuracy(pred, true) >= DETECTOR_FLOORS[background], (pred, true)
-    assert metrics.count_error(pred, true) < 0.6, (pred, true)
+    assert metrics.count_error(pred, true) < 0.6, (pred, true)  # measured 0.23-0.35
 
 
 def test_default_segmenter_separates_objects_on_held_out_rooms(segmenter):
