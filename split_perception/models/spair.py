@@ -1,13 +1,19 @@
 """SPAIR (Crawford & Pineau, AAAI 2019) with the SPLIT local/global latent split.
 
-One module, one switch: `SpairConfig(split=False)` is plain SPAIR (with the background VAE
-used in the SPLIT paper's experiments), `split=True` adds the local path:
+One module, one switch: `SpairConfig(split=False)` is plain SPAIR, `split=True` adds the
+local path:
 
     x-hat = shuffle_patches(x, r)            local statistics kept, global structure destroyed
     z_l ~ q(z_l | x-hat),  x-hat ~ p(x-hat | z_l)
     z_l is concatenated to every z_what (glimpse decoding) and to z_bg (background decoding)
 
-Per grid cell (raster order, each conditioned on its already-inferred neighbours):
+Background (`SpairConfig.background`): "vae" is the SPLIT paper's background VAE (z_bg [+ z_l]
+through a deconvolution decoder); "spectral" (the shipped config) starts from a robust fit of
+the image's strongest spatial frequencies, which draws shading, stripes and tiles but leaves
+compact objects out, and refines it pixel by pixel from z_bg [+ z_l] (docs/RESULTS.md, issue 12).
+
+Per grid cell (raster order, each conditioned on its already-inferred neighbours; computed
+as wavefronts of independent cells, see infer_cells):
     z_where (4): centre shift within +-max_shift cells (tanh), box size max_box * sigmoid
     z_depth (1), z_pres (relaxed Bernoulli, temperature tau), z_what (A, from the glimpse)
 
