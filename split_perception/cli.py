@@ -219,8 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("checkpoint", help="checkpoint .safetensors (its .json config beside it)")
     ev.add_argument("--out", default=None, help="folder for metrics.json and the figure")
     ev.add_argument("-n", type=int, default=500, help="test images per test set")
-    ev.add_argument("--nms-iou", type=float, default=0.5,
-                    help="detector: NMS IoU threshold as in load_detector (default 0.5, its default; < 0: off)")
+    from split_perception.detector import DEFAULT_NMS_IOU  # numpy only: --help stays light
+
+    ev.add_argument("--nms-iou", type=float, default=DEFAULT_NMS_IOU,
+                    help=f"detector: NMS IoU threshold as in load_detector (default {DEFAULT_NMS_IOU}; < 0: off)")
     ev.set_defaults(func=_cmd_eval)
 
     ex = sub.add_parser("export", help="export a checkpoint's inference graph to ONNX (with metadata)")

@@ -225,3 +225,21 @@ def frame_msg(image, stamp: int, encoding: str = "rgb8"):
 
 def answers(received: list, stamp: int) -> list:
     return [m for m in received if m.header.stamp.sec == stamp]
+
+
+def load_launch_description(root):
+    """generate_launch_description() of `root`'s launch/detect.launch.py, with the ament index
+    pointed at that source tree. Returns (module, description). Needs `launch` / `launch_ros`."""
+    import importlib.util
+
+    import ament_index_python.packages as aip
+
+    spec = importlib.util.spec_from_file_location("detect_launch", root / "launch" / "detect.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    real = aip.get_package_share_directory
+    aip.get_package_share_directory = lambda name: str(root)
+    try:
+        spec.loader.exec_module(module)
+        return module, module.generate_launch_description()
+    finally:
+        aip.get_package_share_directory = real

@@ -1,7 +1,6 @@
 """launch/detect.launch.py: its arguments and nodes (needs launch_ros: skipped without it), and the
 real `ros2 launch` with a camera source (needs ../shared/ros2-tools, installed into the venv
 when missing, and colcon: builds the package into a temporary workspace)."""
-import importlib.util
 import os
 import shutil
 import signal
@@ -12,27 +11,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ros_helpers import load_launch_description
 
 ROOT = Path(__file__).resolve().parents[1]
 ROS2_TOOLS = ROOT.parent / "shared" / "ros2-tools"
 ARGUMENTS = {"image", "namespace", "detector", "slots", "backend", "detector_model", "segmenter_model",
              "detector_params", "segmenter_params", "camera", "camera_source", "camera_path", "camera_info",
              "camera_params"}
-
-
-def load_launch_description():
-    """generate_launch_description() of the source tree's launch file (ament index -> this tree)."""
-    import ament_index_python.packages as aip
-
-    spec = importlib.util.spec_from_file_location("detect_launch", ROOT / "launch" / "detect.launch.py")
-    module = importlib.util.module_from_spec(spec)
-    real = aip.get_package_share_directory
-    aip.get_package_share_directory = lambda name: str(ROOT)
-    try:
-        spec.loader.exec_module(module)
-        return module, module.generate_launch_description()
-    finally:
-        aip.get_package_share_directory = real
 
 
 def context_with(desc, **values):
@@ -64,7 +49,7 @@ def nodes_of(desc):
 
 def test_launch_arguments_choose_the_nodes():
     pytest.importorskip("launch_ros")
-    _, desc = load_launch_description()
+    _, desc = load_launch_description(ROOT)
     from launch.actions import DeclareLaunchArgument
 
     assert ARGUMENTS <= {e.name for e in desc.entities if isinstance(e, DeclareLaunchArgument)}
@@ -82,7 +67,7 @@ def test_launch_arguments_choose_the_nodes():
 
 def test_model_and_source_arguments_override_only_when_set(tmp_path):
     pytest.importorskip("launch_ros")
-    module, desc = load_launch_description()
+    module, desc = load_launch_description(ROOT)
     from launch.substitutions import LaunchConfiguration
 
     base = LaunchConfiguration("detector_params")

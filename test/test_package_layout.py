@@ -36,23 +36,13 @@ def test_params_files_parse_and_name_declared_parameters(params, node, module):
 def test_launch_file_builds_both_nodes():
     """Build the real LaunchDescription (ament index pointed at this source tree)."""
     launch_ros = pytest.importorskip("launch_ros")
-    import importlib.util
     import os
 
     from launch.conditions import IfCondition
+    from ros_helpers import load_launch_description
 
     os.environ["AMENT_PREFIX_PATH"] = ""
-    spec = importlib.util.spec_from_file_location("detect_launch", ROOT / "launch" / "detect.launch.py")
-    mod = importlib.util.module_from_spec(spec)
-    import ament_index_python.packages as aip
-
-    real = aip.get_package_share_directory
-    aip.get_package_share_directory = lambda name: str(ROOT)
-    try:
-        spec.loader.exec_module(mod)
-        desc = mod.generate_launch_description()
-    finally:
-        aip.get_package_share_directory = real
+    _, desc = load_launch_description(ROOT)
     nodes = [e for e in desc.entities if isinstance(e, launch_ros.actions.Node)]
     assert [n.node_executable for n in nodes] == ["detector_node", "segmenter_node"]
     assert isinstance(nodes[1].condition, IfCondition)
