@@ -44,6 +44,9 @@ class DataConfig:
     min_objects: int = 0
     folder: str = ""  # kind == folder: a dataset folder or a folder of images
     seed: int = 0
+    # kind == room: further scenes.RoomConfig fields (surface kinds, object shapes, sizes,
+    # same-colour and touching objects), checked by RoomConfig itself
+    room: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -170,7 +173,8 @@ class SceneStream:
                 for bg in data.backgrounds
             ]
         elif data.kind == "room":
-            self.configs = [scenes.RoomConfig(image_size=data.image_size, min_objects=data.min_objects, max_objects=data.max_objects)]
+            room = {**data.room, "image_size": data.image_size, "min_objects": data.min_objects, "max_objects": data.max_objects}
+            self.configs = [ckpt.config_from_dict(scenes.RoomConfig, room, "data.room")]
         else:
             raise ValueError(f"unknown procedural data kind '{data.kind}'")
 
