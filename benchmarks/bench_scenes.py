@@ -1,7 +1,8 @@
-"""Scene generation speed on one core: prints scenes/s and ms/scene for each scene family and for
-every background kind at 48 px, and saves a contact sheet of the kinds.
+"""Scene generation speed on one core: prints scenes/s and ms/scene for each scene family, for
+every background kind at 48 px and every room kind at 64 px, and saves contact sheets of the
+background kinds and of the richer room kinds.
 
-    python benchmarks/bench_scenes.py [--n 2000] [--sheet docs/scene_kinds.png]
+    python benchmarks/bench_scenes.py [--n 2000] [--sheet docs/scene_kinds.png] [--room-sheet docs/room_kinds.png]
 """
 import argparse
 import os
@@ -23,14 +24,21 @@ CASES = {
     "multi_object 64px solid": scenes.MultiObjectConfig(image_size=64, sprite_size=18),
     "multi_object 64px checkerboard": scenes.MultiObjectConfig(image_size=64, sprite_size=18, background="checkerboard"),
     "multi_object 64px texture": scenes.MultiObjectConfig(image_size=64, sprite_size=18, background="texture"),
-    "room 64px": scenes.RoomConfig(),
+    **{f"room 64px {k}": scenes.room_kind_config(k) for k in scenes.ROOM_TEST_KINDS},
 }
+
+
+def save_sheet(path, sheet):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    cv2.imwrite(path, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    print(f"contact sheet: {path} ({sheet.shape[1]}x{sheet.shape[0]})")
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--sheet", default="docs/scene_kinds.png", help="contact sheet path ('' to skip)")
+    ap.add_argument("--room-sheet", default="docs/room_kinds.png", help="room contact sheet path ('' to skip)")
     args = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, 1 thread used")
     for name, cfg in CASES.items():
@@ -42,10 +50,9 @@ def main():
         dt = time.perf_counter() - t0
         print(f"{name:36s} {args.n / dt:8.0f} scenes/s {1e3 * dt / args.n:7.3f} ms/scene")
     if args.sheet:
-        sheet = scenes.contact_sheet()
-        os.makedirs(os.path.dirname(args.sheet) or ".", exist_ok=True)
-        cv2.imwrite(args.sheet, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-        print(f"contact sheet: {args.sheet} ({sheet.shape[1]}x{sheet.shape[0]})")
+        save_sheet(args.sheet, scenes.contact_sheet())
+    if args.room_sheet:  # 24 room_rich scenes, 8 of each held-out room kind
+        save_sheet(args.room_sheet, scenes.room_contact_sheet())
 
 
 if __name__ == "__main__":

@@ -20,11 +20,15 @@ CONFIGS = [
         for i, k in enumerate(k for k in scenes.BACKGROUNDS if k not in ("solid", "checkerboard"))
     ],
     scenes.MultiObjectConfig(image_size=64, sprite_size=18, background="texture_test"),
+    # richer rooms, unshaded so that each object is one colour
+    *[scenes.room_kind_config(k, object_shading=0.0) for k in scenes.ROOM_TEST_KINDS[1:]],
+    scenes.room_kind_config("room_rich", image_size=32, object_shading=0.0, touching_prob=1.0, same_colour_prob=1.0),
 ]
 
 
 def _cfg_id(c):
-    return f"{type(c).__name__}-{getattr(c, 'background', '')}-{getattr(c, 'image_size', '')}"
+    kind = getattr(c, "background", None) or "-".join(dict.fromkeys(c.surfaces)) + f"-{c.shapes}"
+    return f"{type(c).__name__}-{kind}-{c.image_size}"
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=_cfg_id)
@@ -55,7 +59,9 @@ def test_ground_truth_matches_pixels(cfg):
         # off the objects the image is exactly the scene's background
         if isinstance(cfg, scenes.MultiObjectConfig):
             bg = scenes.background_image(cfg, 3, i)
-            np.testing.assert_array_equal(s.image[s.labels == 0], bg[s.labels == 0])
+        else:
+            bg = scenes.room_background(cfg, 3, i)
+        np.testing.assert_array_equal(s.image[s.labels == 0], bg[s.labels == 0])
 
 
 def test_occlusion_leaves_each_object_enough_of_itself():
@@ -104,8 +110,9 @@ def test_checkerboard_has_two_colours_and_object_count_spans_range():
     assert counts == {0, 1, 2, 3, 4, 5}
 
 
-def test_room_objects_sit_low_and_nearer_ones_are_on_top():
-    cfg = scenes.RoomConfig()
+@pytest.mark.parametrize("kind", scenes.ROOM_TEST_KINDS)
+def test_room_objects_sit_low_and_nearer_ones_are_on_top(kind):
+    cfg = scenes.room_kind_config(kind)
     for i in range(30):
         s = scenes.generate(cfg, 0, i)
         bottoms = s.boxes[:, 3]
@@ -278,3 +285,247 @@ def test_cli_offers_every_background_kind_and_sprite_set():
                ._subparsers._group_actions[0].choices["generate"]._actions}
     assert set(actions["background"].choices) == set(scenes.BACKGROUNDS)
     assert set(actions["sprites"].choices) == set(typing.get_args(scenes.Sprites))
+
+
+# --------------------------------------------------------------------------- rooms
+def _room_digest(cfg, seed, indices):
+    import hashlib
+
+    h = hashlib.sha256()
+    for i in indices:
+        s = scenes.generate(cfg, seed, i)
+        h.update(s.image.tobytes())
+        h.update(s.boxes.tobytes())
+        h.update(s.labels.tobytes())
+    return h.hexdigest()[:16]
+
+
+def test_default_rooms_are_unchanged():
+    """Pinned digest of RoomConfig() scenes 0-4 made before the richer rooms existed (shipped MONet
+    models and other tests depend on them); the "room" kind is that config."""
+    assert _room_digest(scenes.RoomConfig(), 0, range(5)) == "5461e408e50acac9"
+    assert scenes.room_kind_config("room") == scenes.RoomConfig()
+    assert scenes.room_kind_config("room", 32) == scenes.RoomConfig(image_size=32)
+
+
+def test_room_kind_presets():
+    rich = scenes.room_kind_config("room_rich")
+    assert rich.surfaces == scenes.ROOM_TRAIN_SURFACES and rich.shapes == "shapes"
+    assert (rich.min_objects, rich.max_objects, rich.object_size) == (1, 6, (8, 24))
+    assert (rich.same_colour_prob, rich.touching_prob, rich.object_shading) == (0.3, 0.3, 0.3)
+    held_s, held_o = scenes.room_kind_config("heldout_surfaces"), scenes.room_kind_config("heldout_shapes")
+    assert held_s == scenes.RoomConfig(**{**vars(rich), "surfaces": scenes.ROOM_HELD_OUT_SURFACES})
+    assert held_o == scenes.RoomConfig(**{**vars(rich), "shapes": "shapes_test"})
+    assert scenes.room_kind_config("room_rich", max_objects=2).max_objects == 2
+    assert scenes.room_kind_config("room_rich", 128).object_size == (16, 48)
+    assert scenes.ROOM_TEST_KINDS == ("room", "room_rich", "heldout_surfaces", "heldout_shapes")
+    assert not set(scenes.ROOM_TRAIN_SURFACES) & set(scenes.ROOM_HELD_OUT_SURFACES)
+    assert set(scenes.ROOM_TRAIN_SURFACES) == {"flat", "shaded", "tiles", "stripes", "texture", "noise"}
+    assert set(scenes.ROOM_HELD_OUT_SURFACES) == {"plaid", "vignette", "texture_test"}
+    # a YAML / JSON list is a tuple again, so the config stays hashable and comparable
+    assert scenes.RoomConfig(surfaces=["flat", "tiles"], object_size=[8, 12]) == scenes.RoomConfig(
+        surfaces=("flat", "tiles"), object_size=(8, 12))
+
+
+def test_bad_room_configs_name_the_choices():
+    with pytest.raises(ValueError, match="unknown room surface 'marble'.*'flat'.*'texture_test'"):
+        scenes.RoomConfig(surfaces=("flat", "marble"))
+    with pytest.raises(ValueError, match="tuple"):
+        scenes.RoomConfig(surfaces="tiles")
+    with pytest.raises(ValueError, match="at least one"):
+        scenes.RoomConfig(surfaces=())
+    with pytest.raises(ValueError, match="unknown room shapes 'digits'.*'shapes'.*'shapes_test'"):
+        scenes.RoomConfig(shapes="digits")
+    with pytest.raises(ValueError, match="unknown room kind 'attic'.*'room_rich'.*'heldout_shapes'"):
+        scenes.room_kind_config("attic")
+    for bad in ({"same_colour_prob": 1.5}, {"touching_prob": -0.1}, {"object_shading": 2.0},
+                {"object_size": (3, 10)}, {"object_size": (10, 70)}, {"min_visible_fraction": 1.2}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            scenes.RoomConfig(**bad)
+
+
+def _region_pixels(s, img, region):
+    """Off-object pixels of one region (0 sky, 1 wall, 2 floor) of a room scene."""
+    n = img.shape[0]
+    edges = (0, s.meta["horizon"], s.meta["floor_line"], n)
+    rows = np.zeros((n, n), bool)
+    rows[edges[region] : edges[region + 1]] = True
+    return img[rows & (s.labels == 0)]
+
+
+@pytest.mark.parametrize("kind", scenes.ROOM_SURFACES)
+def test_every_room_surface_renders_and_is_deterministic(kind):
+    cfg = scenes.RoomConfig(surfaces=(kind,), max_objects=6)
+    a = scenes.generate(cfg, 5, 9)
+    _ = [scenes.generate(cfg, 5, i) for i in range(3)]
+    b = scenes.generate(cfg, 5, 9)
+    for f in ("image", "boxes", "masks", "labels"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+    assert a.meta["surfaces"] == (kind,) * 3
+    assert not np.array_equal(a.image, scenes.generate(cfg, 6, 9).image)
+    backgrounds = [scenes.room_background(cfg, 5, i) for i in range(10)]
+    assert len({bg.tobytes() for bg in backgrounds}) == 10
+    n_colours = []
+    for i, bg in enumerate(backgrounds):
+        s = scenes.generate(cfg, 5, i)
+        for region in range(3):
+            px = _region_pixels(s, bg, region)
+            if len(px) >= 50:
+                n_colours.append(len(np.unique(px, axis=0)))
+    assert len(n_colours) >= 20
+    if kind == "flat":
+        assert max(n_colours) == 1
+    else:  # patterned: two or three colours (tiles, hard stripes, plaid) or many (ramps, photos, noise)
+        assert np.mean(np.array(n_colours) >= 2) >= 0.9, n_colours
+
+
+def test_regions_draw_their_surface_kinds_independently():
+    cfg = scenes.room_kind_config("room_rich")
+    drawn = [scenes.generate(cfg, 0, i).meta["surfaces"] for i in range(150)]
+    for region in range(3):
+        assert {d[region] for d in drawn} == set(scenes.ROOM_TRAIN_SURFACES)
+    assert sum(len(set(d)) > 1 for d in drawn) > 100, "sky, wall and floor usually differ in kind"
+
+
+def _covering_sprites(s, k, bank="shapes", sizes=range(8, 25)):
+    """Object k's visible mask cropped to its box, and the whole bank sprites of that box size that
+    cover it: one of them is the object's full (unoccluded) sprite."""
+    x1, y1, x2, y2 = s.boxes[k].astype(int)
+    vis = s.masks[k][y1:y2, x1:x2]
+    return vis, [m for size in sizes for m in scenes.sprite_bank(bank, size) if m.shape == vis.shape and not (vis & ~m).any()]
+
+
+def _which_bank(s, k):
+    """Banks ("shapes" / "shapes_test") holding the unoccluded object k's mask, cropped to its box."""
+    found = set()
+    for bank in scenes.ROOM_SHAPES:
+        vis, fits = _covering_sprites(s, k, bank, range(4, 65))
+        if any(np.array_equal(m, vis) for m in fits):
+            found.add(bank)
+    return found
+
+
+def test_held_out_surfaces_and_shapes_never_appear_in_rich_rooms():
+    rich = scenes.room_kind_config("room_rich")
+    held = {"room_rich": ("shapes", scenes.ROOM_TRAIN_SURFACES), "heldout_surfaces": ("shapes", scenes.ROOM_HELD_OUT_SURFACES),
+            "heldout_shapes": ("shapes_test", scenes.ROOM_TRAIN_SURFACES)}
+    for kind, (bank, surfaces) in held.items():
+        cfg = scenes.room_kind_config(kind)
+        seen = set()
+        for i in range(80):
+            s = scenes.generate(cfg, 1, i)
+            assert set(s.meta["surfaces"]) <= set(surfaces) and s.meta["shapes"] == bank
+            seen |= set(s.meta["surfaces"])
+            if i < 30:  # the topmost object is unoccluded: its mask is a whole sprite of the bank
+                assert _which_bank(s, s.count - 1) == {bank}, (kind, i)
+        assert seen == set(surfaces)
+    # and the held-out kinds are new scenes, not room_rich's layouts repainted
+    for kind in ("heldout_surfaces", "heldout_shapes"):
+        other = scenes.room_kind_config(kind)
+        assert sum(scenes.generate(rich, 0, i).meta["horizon"] == scenes.generate(other, 0, i).meta["horizon"]
+                   for i in range(20)) < 10
+
+
+def test_rich_rooms_keep_min_visible_fraction_and_object_counts():
+    cfg = scenes.room_kind_config("room_rich", object_shading=0.0, min_objects=6, min_visible_fraction=0.5)
+    counts = []
+    for i in range(30):
+        s = scenes.generate(cfg, 4, i)
+        counts.append(s.count)
+        for k in range(s.count):
+            # some whole sprite of this box size covers the visible part and is at most 2x its size
+            vis, fits = _covering_sprites(s, k)
+            assert fits and any(vis.sum() >= 0.5 * m.sum() - 1e-6 for m in fits), (i, k)
+    assert max(counts) == 6 and np.mean(counts) > 4.5, "up to 6 objects fit a 64 px room"
+
+
+def _touching_fraction(cfg, n=40):
+    """Fraction of objects (in scenes of 2+) whose visible mask is 4-adjacent to another's."""
+    import cv2
+
+    cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)
+    hits = total = 0
+    for i in range(n):
+        s = scenes.generate(cfg, 2, i)
+        for k in range(s.count if s.count >= 2 else 0):
+            grown = cv2.dilate(s.masks[k].astype(np.uint8), cross).astype(bool)
+            hits += bool((grown & np.delete(s.masks, k, 0).any(0)).any())
+            total += 1
+    return hits / max(total, 1), total
+
+
+def test_touching_prob_puts_objects_against_each_other():
+    # no occlusion allowed, so contact comes only from placement, not from one object covering another
+    base = dict(object_shading=0.0, min_objects=3, min_visible_fraction=1.0)
+    touching, n = _touching_fraction(scenes.room_kind_config("room_rich", touching_prob=1.0, **base))
+    apart, _ = _touching_fraction(scenes.room_kind_config("room_rich", touching_prob=0.0, **base))
+    assert n >= 80 and touching == 1.0 and apart < 0.4, (touching, apart)
+    # with occlusion allowed, a touching object overlaps the other by 2 px at most along their edge:
+    # the back one of a pair loses few pixels (its whole sprite is the bank mask that covers its
+    # visible part with the fewest extra pixels)
+    cfg = scenes.room_kind_config("room_rich", touching_prob=1.0, object_shading=0.0, min_objects=2, max_objects=2)
+    pairs = 0
+    for i in range(30):
+        s = scenes.generate(cfg, 3, i)
+        if s.count < 2:
+            continue
+        pairs += 1
+        vis, fits = _covering_sprites(s, 0)
+        hidden = min(int((m & ~vis).sum()) for m in fits)
+        assert hidden <= 2 * max(vis.shape), (i, hidden)
+    assert pairs >= 25
+
+
+def test_same_colour_prob_makes_objects_share_colours_that_still_stand_out():
+    def shared(p):
+        cfg = scenes.room_kind_config("room_rich", same_colour_prob=p, object_shading=0.0, min_objects=3)
+        n_shared, dists = 0, []
+        for i in range(40):
+            s = scenes.generate(cfg, 2, i)
+            colours = [tuple(s.image[m][0]) for m in s.masks]
+            n_shared += len(set(colours)) < len(colours)
+            bg = scenes.room_background(cfg, 2, i).astype(np.float32)
+            dists += [float(np.linalg.norm(s.image[m].astype(np.float32) - bg[m], axis=1).mean()) for m in s.masks]
+        return n_shared, dists
+
+    always, dists = shared(1.0)
+    never, _ = shared(0.0)
+    assert always >= 35 and never == 0, (always, never)
+    assert min(dists) > 75.0 and np.median(dists) > 130.0, "a shared colour must still contrast with its surface"
+
+
+@pytest.mark.parametrize("kind", scenes.ROOM_TEST_KINDS)
+def test_room_objects_contrast_with_the_surface_under_them(kind):
+    cfg = scenes.room_kind_config(kind)
+    dists = []
+    for i in range(30):
+        s = scenes.generate(cfg, 11, i)
+        bg = scenes.room_background(cfg, 11, i).astype(np.float32)
+        img = s.image.astype(np.float32)
+        dists += [float(np.linalg.norm(img[m] - bg[m], axis=1).mean()) for m in s.masks]
+    assert len(dists) >= 50
+    assert min(dists) > 75.0 and np.median(dists) > 130.0, f"{kind}: weakest {min(dists):.0f}"
+
+
+def test_room_object_shading_changes_pixels_only():
+    flat = scenes.room_kind_config("room_rich", object_shading=0.0, same_colour_prob=0.0)
+    shaded = scenes.room_kind_config("room_rich", object_shading=0.5, same_colour_prob=0.0)
+    ratios = []
+    for i in range(15):
+        a, b = scenes.generate(flat, 2, i), scenes.generate(shaded, 2, i)
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_array_equal(scenes.room_background(flat, 2, i), scenes.room_background(shaded, 2, i))
+        for k in range(b.count):
+            if b.masks[k].sum() >= 20:
+                lum = b.image[b.masks[k]].astype(np.float32).sum(1)
+                ratios.append(lum.max() / max(lum.min(), 1.0))
+    assert ratios and np.median(ratios) > 1.2
+
+
+def test_room_contact_sheet_rows():
+    sheet = scenes.room_contact_sheet(rich_rows=2, per_row=3)
+    side = 128 + 2
+    assert sheet.shape == (4 * side + 2, 150 + 3 * side + 2, 3)
+    rows = [sheet[2 + r * side : r * side + side, 152:] for r in range(4)]
+    assert len({r.tobytes() for r in rows}) == 4, "the rich rows show different scenes"

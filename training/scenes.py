@@ -9,8 +9,12 @@ Two families (DESIGN.md §5):
   *train* or an *unseen test* palette. Some background kinds (`HELD_OUT_BACKGROUNDS`) and a set
   of drawn shapes (`HELD_OUT_SPRITES`) are never used in training: they make the held-out-kinds
   test sets;
-* room-like scenes for MONet: sky / wall / floor regions of random colours with 1-3
-  occluding objects.
+* room-like scenes for MONet: sky above a wall above a floor, 1-3 occluding objects standing on
+  the floor (`RoomConfig()`, unchanged since the first release). Richer rooms paint each region
+  with one of several surface kinds (flat, lighting-shaded, floor tiles, wallpaper stripes, tinted
+  textures, colour noise), hold up to 6 shaded objects, some sharing a colour and some touching
+  (`room_kind_config("room_rich")`). Surface kinds (`ROOM_HELD_OUT_SURFACES`) and the held-out
+  shapes likewise make held-out room test sets (`ROOM_TEST_KINDS`).
 
 Every scene is a pure function of (config, seed, index), so a data set is reproducible
 without storing it. Sprite masks are rasterised once per config and then only pasted, which
@@ -19,6 +23,7 @@ is what makes generation fast (see benchmarks/bench_scenes.py).
 from __future__ import annotations
 
 import colorsys
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
@@ -38,6 +43,13 @@ HELD_OUT_BACKGROUNDS: tuple[str, ...] = ("vignette", "plaid", "texture_test")
 BACKGROUNDS: tuple[str, ...] = TRAIN_BACKGROUNDS + HELD_OUT_BACKGROUNDS
 TRAIN_SPRITES = "mixed"
 HELD_OUT_SPRITES = "shapes_test"
+
+# Room surfaces: the kinds a sky / wall / floor region may be painted with (one drawn per region).
+ROOM_TRAIN_SURFACES: tuple[str, ...] = ("flat", "shaded", "tiles", "stripes", "texture", "noise")
+ROOM_HELD_OUT_SURFACES: tuple[str, ...] = ("plaid", "vignette", "texture_test")
+ROOM_SURFACES: tuple[str, ...] = ROOM_TRAIN_SURFACES + ROOM_HELD_OUT_SURFACES
+ROOM_SHAPES: tuple[str, ...] = ("shapes", HELD_OUT_SPRITES)  # train bank, held-out bank
+ROOM_TEST_KINDS: tuple[str, ...] = ("room", "room_rich", "heldout_surfaces", "heldout_shapes")
 
 # Natural textures: scikit-image sample images that ship inside its wheel (no download).
 # "texture" uses the train ones as grey-level patterns tinted with two tones of one palette hue;
@@ -89,16 +101,71 @@ class MultiObjectConfig:
 
 @dataclass(frozen=True)
 class RoomConfig:
-    """Room-like scenes (MONet): sky, wall and floor regions plus occluding objects."""
+    """Room-like scenes (MONet): sky, wall and floor regions plus occluding objects.
+
+    The defaults are the original rooms (flat regions, 1-3 objects of the train shapes) and must
+    keep generating them pixel for pixel: options at their defaults draw no random numbers."""
 
     image_size: int = 64
     min_objects: int = 1
     max_objects: int = 3
-    object_size: tuple[int, int] = (10, 22)
+    object_size: tuple[int, int] = (10, 22)  # side range in pixels
+    surfaces: tuple[str, ...] = ("flat",)  # kinds a region may get, one drawn per region (ROOM_SURFACES)
+    shapes: str = "shapes"  # object sprite bank: "shapes" (train) or "shapes_test" (held out)
+    # brightness ramp across each object: 0 = flat colour; s = from (1 - s/2)x to (1 + s/2)x
+    object_shading: float = 0.0
+    same_colour_prob: float = 0.0  # an object takes the colour of one already placed
+    touching_prob: float = 0.0  # an object is placed against one already placed, sharing an edge
+    min_visible_fraction: float = 0.4  # occlusion limit: each object keeps this much of itself
 
     def __post_init__(self):
+        if isinstance(self.surfaces, str):
+            raise ValueError(f"surfaces must be a tuple of kinds, got the string {self.surfaces!r}")
+        object.__setattr__(self, "surfaces", tuple(self.surfaces))  # JSON / YAML give lists
+        object.__setattr__(self, "object_size", tuple(self.object_size))
         if not 0 <= self.min_objects <= self.max_objects:
             raise ValueError(f"need 0 <= min_objects <= max_objects, got {self.min_objects}, {self.max_objects}")
+        if not self.surfaces:
+            raise ValueError(f"surfaces must name at least one kind; kinds: {ROOM_SURFACES}")
+        for k in self.surfaces:
+            if k not in ROOM_SURFACES:
+                raise ValueError(f"unknown room surface {k!r}; kinds: {ROOM_SURFACES}")
+        if self.shapes not in ROOM_SHAPES:
+            raise ValueError(f"unknown room shapes {self.shapes!r}; choices: {ROOM_SHAPES}")
+        lo, hi = self.object_size
+        if not 4 <= lo <= hi <= self.image_size:
+            raise ValueError(f"object_size must satisfy 4 <= lo <= hi <= image_size, got {self.object_size}")
+        if not 0.0 <= self.object_shading < 2.0:
+            raise ValueError(f"object_shading must be in [0, 2), got {self.object_shading}")
+        for name in ("same_colour_prob", "touching_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.min_visible_fraction <= 1.0:
+            raise ValueError(f"min_visible_fraction must be in [0, 1], got {self.min_visible_fraction}")
+
+
+def room_kind_config(kind: str, image_size: int = 64, **overrides) -> RoomConfig:
+    """The room config of a named kind (ROOM_TEST_KINDS), with `overrides` of any RoomConfig field.
+
+    "room" is the original RoomConfig; "room_rich" is the training distribution of richer rooms
+    (every train surface kind, 1-6 objects, shading, shared colours, touching objects);
+    "heldout_surfaces" and "heldout_shapes" are room_rich with the held-out surfaces or shapes.
+    Object sizes of the rich kinds are (8, 24) px at 64 px and scale with `image_size`."""
+    if kind not in ROOM_TEST_KINDS:
+        raise ValueError(f"unknown room kind {kind!r}; kinds: {ROOM_TEST_KINDS}")
+    if kind == "room":
+        return RoomConfig(image_size=image_size, **overrides)
+    scale = image_size / 64.0
+    rich = dict(
+        surfaces=ROOM_TRAIN_SURFACES, shapes="shapes", min_objects=1, max_objects=6,
+        object_size=(max(4, round(8 * scale)), max(4, round(24 * scale))),
+        same_colour_prob=0.3, touching_prob=0.3, object_shading=0.3,
+    )
+    if kind == "heldout_surfaces":
+        rich["surfaces"] = ROOM_HELD_OUT_SURFACES
+    elif kind == "heldout_shapes":
+        rich["shapes"] = HELD_OUT_SPRITES
+    return RoomConfig(image_size=image_size, **{**rich, **overrides})
 
 
 @dataclass
@@ -239,7 +306,8 @@ def _digit_masks(size: int) -> list[np.ndarray]:
     return out
 
 
-@lru_cache(maxsize=32)
+# room_rich alone uses 17 sizes per bank: room evaluation over train and held-out shapes needs ~34
+@lru_cache(maxsize=128)
 def sprite_bank(kind: str, size: int) -> tuple[np.ndarray, ...]:
     """All sprite masks of one side length, each cropped to its tight bounding box."""
     masks = []
@@ -515,6 +583,28 @@ _PAINTERS = {
 }
 
 
+def _paint_tiles(rng, n, palette):
+    """Floor tiles: a checkerboard of two tones of one palette hue, squares 8-25% of the image wide
+    at any angle, the tones 25-70 apart (RGB): low-to-moderate contrast, as tiles are, not a board."""
+    c0, c1 = _palette_tones(rng, palette, 2, min_distance=60.0)
+    c1 = c0 + (c1 - c0) * (rng.uniform(25.0, 70.0) / max(float(np.linalg.norm(c1 - c0)), 1e-6))
+    parity = checkerboard(n, rng.uniform(0.08, 0.25) * n, rng.uniform(0, np.pi / 2), tuple(rng.uniform(0, 1, 2)))
+    return _lerp(parity.astype(np.float32), c0, c1), [c0, c1]
+
+
+# Room surfaces reuse the background painters; "shaded" is the one-hue gradient under a lighting ramp.
+_ROOM_PAINTERS = {
+    "shaded": _paint_gradient,
+    "tiles": _paint_tiles,
+    "stripes": _paint_stripes,
+    "texture": _paint_texture,
+    "noise": _paint_noise,
+    "plaid": _paint_plaid,
+    "vignette": _paint_vignette,
+    "texture_test": _paint_texture_test,
+}
+
+
 # Each newer kind draws its scenes from its own stream, so that scene i of two kinds does not share
 # its sprite layout (the legacy kinds keep the plain (seed, index) stream and their exact scenes).
 _KIND_STREAM = {"gradient": 1, "stripes": 2, "texture": 3, "noise": 4, "vignette": 5, "plaid": 6, "texture_test": 7}
@@ -543,6 +633,45 @@ def _visible_enough(stack: list[np.ndarray], min_visible_fraction: float) -> boo
     return True
 
 
+def _touching_position(rng, placed, sprite: np.ndarray, image_size: int, y_lo: int, y_hi: int):
+    """(y, x) that puts `sprite` against a random one of the `placed` masks, on a random side (left,
+    right, above, below): the two share an edge and overlap by 0-2 px at most. None when that spot
+    leaves the allowed rows [y_lo, y_hi] or the image."""
+    full, box = placed[int(rng.integers(0, len(placed)))]
+    side = int(rng.integers(0, 4))  # 0 left, 1 right, 2 above, 3 below
+    overlap = int(rng.integers(0, 3))
+    x1, y1, x2, y2 = (int(v) for v in box)
+    target = full[y1:y2, x1:x2]
+    ranges = ((y_lo, y_hi), (0, image_size - sprite.shape[1]))  # allowed (y, x) of the sprite
+    vertical = side >= 2
+    if vertical:  # above / below is left / right with rows and columns swapped
+        target, sprite, ranges = target.T, sprite.T, ranges[::-1]
+        x1, y1, x2, y2 = y1, x1, y2, x2
+    hs, ws = sprite.shape
+    (r_lo, r_hi), (c_lo, c_hi) = ranges
+    # the sprite's middle row lies within the target's rows, so they share a good stretch of edge
+    lo, hi = max(r_lo, y1 - hs // 2), min(r_hi, y2 - (hs + 1) // 2)
+    if lo > hi:
+        return None
+    r = int(rng.integers(lo, hi + 1))
+    top, bottom = max(r, y1), min(r + hs, y2)
+    t, s = target[top - y1 : bottom - y1], sprite[top - r : bottom - r]
+    both = t.any(1) & s.any(1)
+    if not both.any():
+        return None
+    t, s = t[both], s[both]
+    t_first, t_last = t.argmax(1), t.shape[1] - 1 - t[:, ::-1].argmax(1)
+    s_first, s_last = s.argmax(1), ws - 1 - s[:, ::-1].argmax(1)
+    # exact contact in the closest row, every shared row clear of the target, then the overlap
+    if side % 2 == 0:
+        c = int((x1 + t_first - 1 - s_last).min()) + overlap
+    else:
+        c = int((x1 + t_last + 1 - s_first).max()) - overlap
+    if not c_lo <= c <= c_hi:
+        return None
+    return (c, r) if vertical else (r, c)
+
+
 def _place_objects(
     rng: np.random.Generator,
     n_objects: int,
@@ -551,12 +680,14 @@ def _place_objects(
     min_visible_fraction: float,
     y_range: tuple[float, float] = (0.0, 1.0),
     depth_by_bottom: bool = False,
+    touching_prob: float = 0.0,
 ):
     """Place up to `n_objects` masks so that each keeps enough visible pixels.
 
     Returns a list of (full_mask_on_canvas, box) in paint order (later ones occlude
     earlier ones). With `depth_by_bottom` the paint order is by the box's bottom edge (objects
-    lower in the image are nearer), otherwise it is the order of placement.
+    lower in the image are nearer), otherwise it is the order of placement. With probability
+    `touching_prob` a mask is put against one already placed instead of anywhere (0 draws nothing).
     """
     placed: list[tuple[np.ndarray, np.ndarray]] = []
     attempts = 0
@@ -566,8 +697,14 @@ def _place_objects(
         h, w = sprite.shape
         y_lo = int(y_range[0] * (image_size - h))
         y_hi = max(y_lo, int(y_range[1] * (image_size - h)))
-        y = int(rng.integers(y_lo, y_hi + 1))
-        x = int(rng.integers(0, image_size - w + 1))
+        if touching_prob > 0.0 and placed and rng.random() < touching_prob:
+            spot = _touching_position(rng, placed, sprite, image_size, y_lo, y_hi)
+            if spot is None:
+                continue
+            y, x = spot
+        else:
+            y = int(rng.integers(y_lo, y_hi + 1))
+            x = int(rng.integers(0, image_size - w + 1))
         full = np.zeros((image_size, image_size), bool)
         full[y : y + h, x : x + w] = sprite
         candidate = placed + [(full, np.array([x, y, x + w, y + h], np.float32))]
@@ -631,32 +768,98 @@ def multi_object_scene(cfg: MultiObjectConfig, seed: int, index: int) -> Scene:
     return _finish(image, placed, {"kind": "multi_object", "background": cfg.background, "palette": cfg.palette})
 
 
-def room_scene(cfg: RoomConfig, seed: int, index: int) -> Scene:
-    """Scene `index` of the room data set: sky above a wall above a floor, objects on the floor."""
-    rng = scene_rng(seed, index)
+def _room_rng(cfg: RoomConfig, seed: int, index: int) -> np.random.Generator:
+    """Flat rooms of the train shapes keep the plain (seed, index) stream, hence their exact scenes;
+    other surface / shape sets draw from a stream of their own, so that scene i of room_rich and
+    of a held-out kind do not share the same room and layout."""
+    if cfg.surfaces == ("flat",) and cfg.shapes == "shapes":
+        return scene_rng(seed, index)
+    key = zlib.crc32(f"{'|'.join(cfg.surfaces)}/{cfg.shapes}".encode())  # stable across runs, unlike hash()
+    return np.random.default_rng([int(seed), int(index), key])
+
+
+def _paint_room(rng: np.random.Generator, cfg: RoomConfig, bounds) -> tuple[np.ndarray, list, list[str]]:
+    """(H, W, 3) float32 surfaces of the regions `bounds` (row ranges), each region's colours to avoid
+    and each region's kind. A flat region draws exactly what the original rooms drew."""
+    n = cfg.image_size
+    image = np.empty((n, n, 3), np.float32)
+    colours, kinds = [], []
+    for a, b in bounds:
+        kind = cfg.surfaces[int(rng.integers(0, len(cfg.surfaces)))] if len(cfg.surfaces) > 1 else cfg.surfaces[0]
+        if kind == "flat":
+            c = _hsv_colour(rng, 0, 1, sat=(0.2, 0.9), val=(0.3, 0.95))
+            image[a:b] = c
+            colours.append([c])
+        else:
+            # rooms have no train / test palette split: either palette's hues, so any hue
+            surface, cols = _ROOM_PAINTERS[kind](rng, n, ("train", "test")[int(rng.integers(0, 2))])
+            image[a:b] = surface[a:b]
+            # every other pixel is plenty for three mean colours, at a quarter of the cost
+            colours.append(list(cols) + (_dominant_colours(surface[a:b:2, ::2]) if b > a else []))
+        kinds.append(kind)
+    return image, colours, kinds
+
+
+def _room_layout(rng: np.random.Generator, cfg: RoomConfig):
+    """Region bounds (sky, wall, floor row ranges) and _paint_room's surfaces, colours and kinds."""
     n = cfg.image_size
     horizon = int(rng.uniform(0.15, 0.35) * n)  # sky | wall
     floor_line = int(rng.uniform(0.45, 0.65) * n)  # wall | floor
-    sky, wall, floor = (_hsv_colour(rng, 0, 1, sat=(0.2, 0.9), val=(0.3, 0.95)) for _ in range(3))
-    image = np.empty((n, n, 3), np.float32)
-    image[:horizon] = sky
-    image[horizon:floor_line] = wall
-    image[floor_line:] = floor
+    bounds = ((0, horizon), (horizon, floor_line), (floor_line, n))
+    return (bounds, *_paint_room(rng, cfg, bounds))
+
+
+def room_background(cfg: RoomConfig, seed: int, index: int) -> np.ndarray:
+    """(H, W, 3) uint8 sky, wall and floor of room scene `index`, i.e. that scene without its objects."""
+    _, surface, _, _ = _room_layout(_room_rng(cfg, seed, index), cfg)
+    return np.clip(surface, 0, 255).astype(np.uint8)
+
+
+def room_scene(cfg: RoomConfig, seed: int, index: int) -> Scene:
+    """Scene `index` of the room data set: sky above a wall above a floor, objects on the floor."""
+    rng = _room_rng(cfg, seed, index)
+    n = cfg.image_size
+    bounds, surface, region_colours, kinds = _room_layout(rng, cfg)
+    (_, horizon), (_, floor_line) = bounds[0], bounds[1]
+    image = surface.copy()
 
     def draw(r):
         s = int(r.integers(cfg.object_size[0], cfg.object_size[1] + 1))
-        bank = sprite_bank("shapes", s)
+        bank = sprite_bank(cfg.shapes, s)
         return bank[int(r.integers(0, len(bank)))]
 
     n_objects = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     # Objects stand on the floor; nearer ones (lower in the image) occlude farther ones.
-    placed = _place_objects(rng, n_objects, n, draw, 0.4, y_range=(floor_line / n * 0.8, 1.0), depth_by_bottom=True)
-    used = [sky, wall, floor]
-    for full, _ in placed:
-        colour = contrasting_colour(rng, used, min_distance=90.0)
+    placed = _place_objects(
+        rng, n_objects, n, draw, cfg.min_visible_fraction, y_range=(floor_line / n * 0.8, 1.0),
+        depth_by_bottom=True, touching_prob=cfg.touching_prob,
+    )
+    flat = cfg.surfaces == ("flat",)
+    used: list[np.ndarray] = []  # object colours so far
+    for full, box in placed:
+        if flat:  # as the original rooms: avoid all three region colours
+            avoid = [c for cols in region_colours for c in cols]
+        else:
+            # patterned regions bring several colours each: avoid those of the regions the object
+            # overlaps, and the mean surface colour under the object itself
+            y1, y2 = int(box[1]), int(box[3])
+            avoid = [c for (a, b), cols in zip(bounds, region_colours) if a < y2 and y1 < b for c in cols]
+            avoid.append(surface[full].mean(0).astype(np.float64))
+        colour = None
+        if cfg.same_colour_prob > 0.0 and used and rng.random() < cfg.same_colour_prob:
+            twin = used[int(rng.integers(0, len(used)))]
+            # the hard case for MONet, but only if the shared colour still stands out from this surface
+            if min(float(np.linalg.norm(twin - a)) for a in avoid) >= 90.0:
+                colour = twin
+        if colour is None:
+            colour = contrasting_colour(rng, avoid + used, min_distance=90.0)
         used.append(colour)
-        image[full] = colour
-    return _finish(image, placed, {"kind": "room", "horizon": horizon, "floor_line": floor_line})
+        if cfg.object_shading > 0.0:
+            _paint_shaded(rng, image, full, box, colour, cfg.object_shading)
+        else:
+            image[full] = colour
+    meta = {"kind": "room", "horizon": horizon, "floor_line": floor_line, "surfaces": tuple(kinds), "shapes": cfg.shapes}
+    return _finish(image, placed, meta)
 
 
 SceneConfig = MultiObjectConfig | RoomConfig
@@ -676,10 +879,11 @@ def contact_sheet(
     image_size: int = 48,
     scale: int = 2,
     seed: int = 0,
-    extra_rows: tuple[tuple[str, MultiObjectConfig], ...] | None = None,
+    extra_rows: tuple[tuple, ...] | None = None,
 ) -> np.ndarray:
     """(H, W, 3) uint8 RGB overview: one labelled row of `per_row` scenes per background kind
-    (train palette, train sprites), plus `extra_rows` (default: held-out shapes on solid)."""
+    (train palette, train sprites), plus `extra_rows` (default: held-out shapes on solid), each
+    (name, config) or (name, config, first scene index); every scene is resized to image_size * scale."""
     rows = [
         (f"{k}{' (held out)' if k in HELD_OUT_BACKGROUNDS else ''}", MultiObjectConfig(image_size=image_size, background=k))
         for k in kinds
@@ -690,11 +894,19 @@ def contact_sheet(
     rows += list(extra_rows)
     side, gap, label_w = image_size * scale, 2, 150
     sheet = np.full((len(rows) * (side + gap) + gap, label_w + per_row * (side + gap) + gap, 3), 255, np.uint8)
-    for r, (name, cfg) in enumerate(rows):
+    for r, (name, cfg, *first) in enumerate(rows):
         y = gap + r * (side + gap)
         cv2.putText(sheet, name, (4, y + side // 2 + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
         for i in range(per_row):
-            img = generate(cfg, seed, i).image
+            img = generate(cfg, seed, i + (first[0] if first else 0)).image
             x = label_w + gap + i * (side + gap)
             sheet[y : y + side, x : x + side] = cv2.resize(img, (side, side), interpolation=cv2.INTER_NEAREST)
     return sheet
+
+
+def room_contact_sheet(rich_rows: int = 3, per_row: int = 8, image_size: int = 64, seed: int = 0) -> np.ndarray:
+    """(H, W, 3) uint8 RGB overview of the richer rooms: `rich_rows` rows of room_rich (scenes 0,
+    1, ... in reading order), then one row of each held-out room kind."""
+    rows = tuple(("room_rich", room_kind_config("room_rich", image_size), per_row * r) for r in range(rich_rows))
+    rows += tuple((k, room_kind_config(k, image_size)) for k in ROOM_TEST_KINDS[2:])  # named "heldout_..."
+    return contact_sheet(kinds=(), per_row=per_row, image_size=image_size, seed=seed, extra_rows=rows)
