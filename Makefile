@@ -15,6 +15,7 @@ test: setup
 
 bench: setup  # every benchmark; each prints its figures (docs/RESULTS.md records them)
 	$(PY) benchmarks/bench_scenes.py
+	$(PY) benchmarks/bench_folder_data.py
 	$(PY) benchmarks/bench_detector.py
 	$(PY) benchmarks/bench_runtime.py
 	$(PY) benchmarks/bench_monet_efficiency.py --out runs/bench

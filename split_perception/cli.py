@@ -102,7 +102,8 @@ def _cmd_dataset_import(args) -> int:
 def _cmd_train(args) -> int:
     from split_perception.training.trainer import train_from_config
 
-    train_from_config(Path(args.config), overrides=args.set or [], out_dir=args.out, resume=not args.fresh)
+    train_from_config(Path(args.config), overrides=args.set or [], out_dir=args.out, resume=not args.fresh,
+                      init=Path(args.init) if args.init else None)
     return 0
 
 
@@ -127,6 +128,13 @@ def _cmd_export(args) -> int:
     for target in ("8.6", "10"):
         print(check_tensorrt_compat(out, target).summary())
     return 0
+
+
+def _cmd_deploy(args) -> int:
+    from split_perception.deploy import ros_connector, run_deploy
+
+    return run_deploy(Path(args.checkpoint), node=args.node, out=Path(args.out) if args.out else None,
+                      connect=ros_connector(), say=lambda line: print(f"split-perception deploy: {line}", flush=True))
 
 
 def _cmd_trt_check(args) -> int:
@@ -213,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", default=None, help="run folder (default: the config's out_dir)")
     tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. --set steps=100")
     tr.add_argument("--fresh", action="store_true", help="start over instead of resuming")
+    tr.add_argument("--init", metavar="CHECKPOINT", default=None,
+                    help="fine-tune: start a new run from this checkpoint's weights (same model type, weights that fit "
+                         "the config's model; optimizer fresh). A run folder with its own checkpoint resumes instead")
     tr.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint on the procedural test sets")
@@ -231,6 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--dynamic-batch", action="store_true", help="symbolic batch axis (default: batch 1 static)")
     ex.add_argument("--fp16-weights", action="store_true", help="store large weights as float16 (half the file; compute stays float32)")
     ex.set_defaults(func=_cmd_export)
+
+    dp = sub.add_parser("deploy", help="export a checkpoint to ONNX, check it, place it atomically and make a running "
+                                       "node hot-swap to it (nothing placed if a check fails)")
+    dp.add_argument("checkpoint", help="checkpoint .safetensors, e.g. runs/finetune/checkpoint.safetensors")
+    dp.add_argument("--node", default=None, help="the node to reload, e.g. /split_spair_detector: the file goes to its "
+                                                 "model_path (unless --out) and its ~/reload is called")
+    dp.add_argument("--out", default=None, help="where to place the .onnx file (default: the node's model_path; a node on "
+                                                "the shipped default gets ~/.local/share/split_perception/models/NODE.onnx)")
+    dp.set_defaults(func=_cmd_deploy)
 
     tc = sub.add_parser("trt-check", help="static check that an ONNX file builds with TensorRT's ONNX parser (no TensorRT needed)")
     tc.add_argument("onnx")

@@ -3,17 +3,26 @@
 * Config: YAML with `model` (the model's config dataclass fields + `type`), `data` and
   `train` sections; unknown keys are errors. `--set train.steps=100` overrides any value.
 * Data: procedural scenes (deterministic per step, so resuming replays the same stream)
-  or a dataset folder (robot recordings, unlabelled).
+  or one or several dataset folders (robot recordings, unlabelled or labelled), optionally mixed
+  with procedural scenes at a set share of every batch (data.procedural_fraction). Every
+  data.holdout_every-th frame of each folder is held out and validated on (validation.csv).
 * Output folder: checkpoint.safetensors/.json (model), optimizer.safetensors (resume),
-  metrics.csv (one row per log step: every loss term), written atomically.
+  metrics.csv (one row per log step: every loss term), validation.csv (folder data: loss terms
+  and reconstruction MSE on the held-out frames), written atomically.
 * Resume: a run folder with a checkpoint continues from its step unless --fresh.
+* Fine-tuning (--init CHECKPOINT): a new run starts from another checkpoint's weights (same model
+  type, weights that fit this config's model tensor by tensor), with a fresh optimizer; the
+  model's step-dependent schedules (prior annealing, warm-ups) continue from the init checkpoint's
+  step. A run folder that has its own checkpoint resumes it instead (--init is then ignored).
 * Devices: CPU or CUDA (bf16 autocast on CUDA); several GPUs with `torchrun --nproc_per_node N
   -m split_perception.cli train ...` (DistributedDataParallel; rank 0 writes).
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
+import json
 import os
 import re
 import signal
@@ -23,6 +32,7 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -42,11 +52,46 @@ class DataConfig:
     image_size: int = 48
     max_objects: int = 5
     min_objects: int = 0
-    folder: str = ""  # kind == folder: a dataset folder or a folder of images
+    # kind == folder: a dataset folder (or a plain folder of images), or a list of them
+    folder: str | tuple[str, ...] = ""
     seed: int = 0
     # kind == room: further scenes.RoomConfig fields (surface kinds, object shapes, sizes,
     # same-colour and touching objects), checked by RoomConfig itself
     room: dict = field(default_factory=dict)
+    # kind == folder: share of every batch made of procedural scenes of `procedural_kind`, drawn with
+    # the settings above (backgrounds, sprites, palette, objects, room); 0: folder frames only
+    procedural_fraction: float = 0.0
+    procedural_kind: str = "multi_object"  # multi_object | room
+    # kind == folder: frames N-1, 2N-1, ... of each folder are held out of training and validated on
+    # (a deterministic split: the same frames whatever the seed); 0: no validation
+    holdout_every: int = 10
+    # kind == folder: decoded frames (at image_size) kept in memory by each data process, up to this
+    # many MB (a 48 px frame takes 7 kB): after the first pass, no frame is decoded again; 0: off
+    cache_mb: int = 512
+
+    def __post_init__(self):
+        kinds = ("multi_object", "room", "folder")
+        if self.kind not in kinds:
+            raise ValueError(f"data.kind must be one of {', '.join(kinds)}; got '{self.kind}'")
+        if self.procedural_kind not in kinds[:2]:
+            raise ValueError(f"data.procedural_kind must be multi_object or room; got '{self.procedural_kind}'")
+        if not 0.0 <= self.procedural_fraction < 1.0:
+            raise ValueError(f"data.procedural_fraction must be in [0, 1) (the rest of each batch is folder frames); "
+                             f"got {self.procedural_fraction}")
+        if self.procedural_fraction and self.kind != "folder":
+            raise ValueError(f"data.procedural_fraction mixes procedural scenes into folder data: it needs data.kind "
+                             f"folder (data.kind is '{self.kind}', all procedural already)")
+        if self.cache_mb < 0:
+            raise ValueError(f"data.cache_mb must be 0 (off) or more; got {self.cache_mb}")
+        if self.holdout_every < 0 or self.holdout_every == 1:
+            raise ValueError(f"data.holdout_every must be 0 (no validation) or at least 2 (every N-th frame held out); "
+                             f"got {self.holdout_every}")
+        if self.kind == "folder" and not self.folders():
+            raise ValueError("data.kind is folder but data.folder names no folder (one path or a list of paths)")
+
+    def folders(self) -> tuple[str, ...]:
+        """data.folder as a tuple of paths (one path or a list in the config)."""
+        return tuple(f for f in ((self.folder,) if isinstance(self.folder, str) else self.folder) if f)
 
 
 @dataclass(frozen=True)
@@ -69,6 +114,11 @@ class TrainConfig:
     # (measured on the 2-core dev CPU: 139 images/s in the thread, 120 with one worker competing
     # for the cores), else min(4, cores // 4). Batches stay a pure function of the step.
     data_workers: int = -1
+    # Folder data: validate on the held-out frames (data.holdout_every) every this many steps
+    # (0: at every checkpoint), at the start of a new run and at the end; at most val_images frames
+    # (evenly spaced over the held-out ones, decoded once).
+    validate_every: int = 0
+    val_images: int = 256
 
 
 @dataclass
@@ -188,17 +238,78 @@ class SceneStream:
         return torch.stack(imgs)
 
 
+class FolderFrames:
+    """The frames of one or several dataset folders, split once and deterministically: frames
+    N-1, 2N-1, ... of each folder (N = data.holdout_every) are held out for validation, the rest
+    are trained on. Frames are referred to as (folder, index) rows of small integer arrays, so the
+    object pickles cheaply into data worker processes, where decoding then happens. Decoded frames
+    (uint8 at the model's input size) are kept in memory up to data.cache_mb per process."""
+
+    def __init__(self, data: DataConfig):
+        self.folders = [dataset.DatasetFolder(Path(f)) for f in data.folders()]
+        self.size, n = data.image_size, data.holdout_every
+        self.cache: dict[tuple[int, int], np.ndarray] = {}
+        self.cache_left = data.cache_mb << 20
+        rows = np.array([(f, i) for f, folder in enumerate(self.folders) for i in range(len(folder))], np.int64)
+        held = (rows[:, 1] % n == n - 1) if n else np.zeros(len(rows), bool)
+        self.train, self.held_out = rows[~held], rows[held]
+        if not len(self.train):
+            raise ValueError(f"no training frames left in {', '.join(data.folders())} after holding out every "
+                             f"{n}-th for validation (data.holdout_every)")
+
+    def image(self, row) -> torch.Tensor:
+        key = (int(row[0]), int(row[1]))
+        img = self.cache.get(key)
+        if img is None:
+            img = self.folders[key[0]].image_resized(key[1], self.size)
+            if img.nbytes <= self.cache_left:
+                self.cache[key] = img
+                self.cache_left -= img.nbytes
+        return dataset.to_tensor(img)
+
+    def record(self, row) -> dict:
+        return self.folders[int(row[0])].records[int(row[1])]
+
+    def describe(self) -> str:
+        per_folder = ", ".join(f"{f.root} ({len(f)})" for f in self.folders)
+        return f"{len(self.train)} training + {len(self.held_out)} held-out frames from {per_folder}"
+
+
 class FolderStream:
-    """Random batches from a dataset folder, seeded by step (resumable)."""
+    """Random batches of training frames from dataset folders, seeded by step (resumable), each
+    batch optionally topped up with procedural scenes (data.procedural_fraction of it)."""
 
     def __init__(self, data: DataConfig, batch_size: int, rank: int = 0, world: int = 1):
-        self.ds = dataset.FolderImageDataset(Path(data.folder), data.image_size)
+        self.frames = FolderFrames(data)
         self.data, self.batch_size, self.rank, self.world = data, batch_size, rank, world
+        self.n_procedural = procedural_share(data.procedural_fraction, batch_size)
+        self.procedural = None
+        if self.n_procedural:
+            scene_data = dataclasses.replace(data, kind=data.procedural_kind, procedural_fraction=0.0)
+            self.procedural = SceneStream(scene_data, self.n_procedural, rank, world)
 
     def batch(self, step: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.data.seed * 1_000_003 + step * self.world + self.rank)
-        idx = torch.randint(len(self.ds), (self.batch_size,), generator=g)
-        return torch.stack([self.ds[int(i)][0] for i in idx])
+        idx = torch.randint(len(self.frames.train), (self.batch_size - self.n_procedural,), generator=g)
+        images = [self.frames.image(self.frames.train[int(i)]) for i in idx]
+        if self.procedural is not None:
+            images.extend(self.procedural.batch(step))
+        return torch.stack(images)
+
+    def describe(self) -> str:
+        mix = (f"; each batch of {self.batch_size}: {self.batch_size - self.n_procedural} folder frames + "
+               f"{self.n_procedural} procedural '{self.data.procedural_kind}' scenes" if self.n_procedural else "")
+        return self.frames.describe() + mix
+
+
+def procedural_share(fraction: float, batch_size: int) -> int:
+    """Procedural scenes per batch: fraction of it, rounded, at least one and at most all but one."""
+    if not fraction:
+        return 0
+    if batch_size < 2:
+        raise ValueError(f"data.procedural_fraction needs train.batch_size of at least 2 (one folder frame, one "
+                         f"scene); got {batch_size}")
+    return min(batch_size - 1, max(1, round(fraction * batch_size)))
 
 
 def make_stream(data: DataConfig, batch_size: int, rank: int = 0, world: int = 1):
@@ -244,6 +355,136 @@ def batches(stream, start: int, stop: int, workers: int, extras=None):
         yield step, x, more
 
 
+# ------------------------------------------------------------------ fine-tuning and validation
+def config_differences(a: dict, b: dict, names=("checkpoint", "config")) -> list[str]:
+    """'key: A in the checkpoint, B in the config' for every model config field that differs."""
+    a, b = json.loads(json.dumps(a)), json.loads(json.dumps(b))  # tuples and lists compare alike
+    out = []
+    for k in sorted(set(a) | set(b)):
+        if a.get(k, "(absent)") != b.get(k, "(absent)"):
+            out.append(f"{k}: {a.get(k, '(absent)')} in the {names[0]}, {b.get(k, '(absent)')} in the {names[1]}")
+    return out
+
+
+def load_init_weights(model: torch.nn.Module, run: RunConfig, path: Path) -> dict:
+    """Copy the weights of checkpoint `path` into `model` (built from run.model); nothing else of
+    the checkpoint (no optimizer state) is taken. Raises CheckpointError naming what differs when the
+    checkpoint holds another model type or weights that do not fit this config's model. Returns
+    {"step": the init checkpoint's training step (0 if its .json does not say), "differences": model
+    config fields that differ but leave every weight fitting (e.g. loss weights)}."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta = ckpt.read_metadata(path)  # missing / damaged / not ours: CheckpointError naming the file
+    init_type = meta.get("model_type")
+    if init_type != run.model_type:
+        raise ckpt.CheckpointError(f"--init {path}: holds a '{init_type}' model, but this config trains "
+                                   f"'{run.model_type}' (model.type)")
+    try:
+        init_cfg = json.loads(meta["config"])
+    except (KeyError, json.JSONDecodeError) as e:
+        raise ckpt.CheckpointError(f"--init {path}: bad model config in its metadata ({e})") from None
+    differences = config_differences(init_cfg, run.model.to_dict())
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for damaged files
+        raise ckpt.CheckpointError(f"--init {path}: damaged weights ({e})") from None
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        tensors = "; ".join(filter(None, [
+            f"{len(shapes)} of another shape (checkpoint vs config), e.g. {', '.join(shapes[:3])}" if shapes else "",
+            f"{len(missing)} missing from the checkpoint, e.g. {', '.join(missing[:3])}" if missing else "",
+            f"{len(unexpected)} not in this config's model, e.g. {', '.join(unexpected[:3])}" if unexpected else ""]))
+        raise ckpt.CheckpointError(
+            f"--init {path}: its weights do not fit the {run.model_type} model this config builds. Model config "
+            f"differs in: {'; '.join(differences) or 'no field (the model code changed)'}. Tensors: {tensors}")
+    model.load_state_dict({k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in state.items()})
+    step = 0
+    sidecar = path.with_suffix(".json")
+    try:
+        step = int(json.loads(sidecar.read_text()).get("step", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    return {"step": step, "differences": differences}
+
+
+def _saved_extras(weights: Path) -> dict:
+    """The training state a run's checkpoint.json holds ({} if unreadable)."""
+    try:
+        extras = json.loads(weights.with_suffix(".json").read_text())
+        return extras if isinstance(extras, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+class Validation:
+    """Loss terms and reconstruction MSE of the model (eval mode: no sampling) on held-out frames,
+    decoded once; with labelled frames and a detector, also count accuracy / error (presence > 0.5,
+    no NMS). Appends one row per validation to `path` (CSV)."""
+
+    def __init__(self, frames: FolderFrames, max_images: int, batch_size: int, path: Path):
+        rows = frames.held_out
+        if max_images and len(rows) > max_images:
+            rows = rows[np.unique(np.linspace(0, len(rows) - 1, max_images).round().astype(np.int64))]
+        self.x = torch.stack([frames.image(r) for r in rows]) if len(rows) else None
+        records = [frames.record(r) for r in rows]
+        self.counts = (torch.tensor([int(r["count"]) for r in records])
+                       if records and all("count" in r for r in records) else None)
+        self.batch_size, self.path = max(1, batch_size), Path(path)
+
+    def __len__(self) -> int:
+        return 0 if self.x is None else len(self.x)
+
+    @torch.no_grad()
+    def run(self, model: torch.nn.Module, step: int, schedule_step: int, device: torch.device) -> dict:
+        was_training = model.training
+        model.eval()
+        sums: dict = {}
+        predicted = []
+        try:
+            for i in range(0, len(self), self.batch_size):
+                x = self.x[i : i + self.batch_size].to(device)
+                out = model(x, step=schedule_step)
+                n = len(x)
+                for k, v in out.items():
+                    if torch.is_tensor(v) and v.dim() == 0 and k != "mse":
+                        sums[k] = sums.get(k, 0.0) + float(v) * n
+                sums["mse"] = sums.get("mse", 0.0) + float(((out["recon"].float() - x) ** 2).mean()) * n
+                if "pres_prob" in out:
+                    predicted.append((out["pres_prob"] > 0.5).sum(1).cpu())
+        finally:
+            model.train(was_training)
+        row = {"step": step, "images": len(self), "loss": sums.pop("loss") / len(self), "mse": sums.pop("mse") / len(self)}
+        if self.counts is not None and predicted:
+            pred = torch.cat(predicted)
+            row["count_acc"] = float((pred == self.counts).float().mean())
+            row["count_error"] = float((pred - self.counts).abs().float().mean())
+        row.update({k: v / len(self) for k, v in sums.items()})
+        append_csv_row(self.path, row)
+        return row
+
+
+def append_csv_row(path: Path, row: dict) -> None:
+    """Append `row` to a CSV file, under its existing header (a new file gets the row's keys)."""
+    path = Path(path)
+    fieldnames = list(row)
+    if path.is_file() and path.stat().st_size:
+        with open(path, newline="") as f:
+            fieldnames = next(csv.reader(f), fieldnames)
+    new = not path.is_file() or not path.stat().st_size
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 # ------------------------------------------------------------------ loop
 def _device(name: str) -> torch.device:
     if name == "auto":
@@ -259,8 +500,9 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
 
 
-def train(run: RunConfig, resume: bool = True, quiet: bool = False) -> dict:
-    """Train until run.train.steps; returns the last logged terms."""
+def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path | None = None) -> dict:
+    """Train until run.train.steps; returns the last logged terms. `init`: a checkpoint whose
+    weights a new run starts from (fine-tuning); ignored when the run folder is resumed."""
     tc = run.train
     rank, local_rank, world = _distributed()
     device = _device(tc.device)
@@ -281,15 +523,40 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False) -> dict:
     out = run.out_dir
     weights, opt_file = out / "checkpoint.safetensors", out / "optimizer.safetensors"
     start = 0
+    # the model sees step + schedule_offset: a fine-tuned model's annealing and warm-ups continue
+    # from where its init checkpoint left them instead of starting over
+    schedule_offset, init_info = 0, None
+    bar = None  # the progress bar, once training starts
+
+    def say(message: str) -> None:
+        if rank == 0 and not quiet:
+            if bar is not None:
+                bar.write(message, file=sys.stderr)
+            else:
+                print(message, file=sys.stderr)
+
     if resume and weights.is_file() and opt_file.is_file():
         loaded, _, _ = ckpt.load_checkpoint(weights, expected_type=run.model_type)
         if loaded.cfg != run.model:
             raise ValueError(f"{weights}: was trained with another model config; use --fresh or another --out")
         model.load_state_dict(loaded.state_dict())
         start = int(ckpt.load_optimizer(opt_file, optimizer)["step"])
+        saved = _saved_extras(weights)
+        schedule_offset, init_info = int(saved.get("schedule_offset", 0)), saved.get("init")
         torch.manual_seed(tc.seed + rank + start)
-        if rank == 0 and not quiet:
-            print(f"resuming {out} from step {start}", file=sys.stderr)
+        say(f"resuming {out} from step {start}")
+        if init:
+            say(f"--init {init} ignored: {out} has its own checkpoint (step {start}), which wins; use --fresh or "
+                f"another --out to start over from {init}")
+    elif init:
+        info = load_init_weights(model, run, Path(init))
+        schedule_offset = info["step"]
+        init_info = {"checkpoint": str(Path(init).resolve()), "step": info["step"]}
+        say(f"fine-tuning from {init} (its step {info['step']}; schedules continue from there): weights loaded, "
+            f"optimizer state fresh")
+        if info["differences"]:
+            say("  the weights fit, but the model config differs (this config's values are used): "
+                + "; ".join(info["differences"]))
     ddp_model = model
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
@@ -298,6 +565,14 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False) -> dict:
         )
 
     stream = make_stream(run.data, tc.batch_size, rank, world)
+    if isinstance(stream, FolderStream):
+        say(f"data: {stream.describe()}")
+    validation = None
+    if rank == 0 and isinstance(stream, FolderStream) and len(stream.frames.held_out) and tc.val_images > 0:
+        validation = Validation(stream.frames, tc.val_images, tc.batch_size, out / "validation.csv")
+    elif isinstance(stream, FolderStream):
+        say("no validation: no held-out frames (data.holdout_every 0, or folders shorter than it) or train.val_images 0")
+    validate_every = tc.validate_every or tc.checkpoint_every
     amp = tc.amp and device.type == "cuda"
     log_path = out / "metrics.csv"
     writer, log_file = None, None
@@ -305,7 +580,6 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(run.raw, sort_keys=False))
     last: dict = {}
-    bar = None
     if rank == 0 and not quiet:
         from tqdm import tqdm
 
@@ -315,19 +589,32 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False) -> dict:
     def save(step: int) -> None:
         if rank != 0:
             return
-        ckpt.save_checkpoint(weights, model, run.model_type, run.model, {"step": step, "train": vars_of(tc), "data": vars_of(run.data)})
+        extra = {"step": step, "train": vars_of(tc), "data": vars_of(run.data)}
+        if init_info:
+            extra.update(init=init_info, schedule_offset=schedule_offset)
+        ckpt.save_checkpoint(weights, model, run.model_type, run.model, extra)
         ckpt.save_optimizer(opt_file, optimizer, {"step": step})
+
+    def validate(step: int) -> None:
+        if validation is None:
+            return
+        row = validation.run(model, step, step + schedule_offset, device)
+        extra = "".join(f", {k} {row[k]:.3g}" for k in ("count_acc", "count_error") if k in row)
+        say(f"validation at step {step} ({row['images']} held-out frames): loss {row['loss']:.4g}, "
+            f"mse {row['mse']:.4g}{extra}")
 
     step = start
     previous_handlers = _stop_on_termination_signals()
     try:
+        if start == 0 and start < tc.steps:
+            validate(0)  # the starting point: the init checkpoint (or random weights) on the held-out frames
         extras_fn = functools.partial(model_cls.batch_extras, run.model) if hasattr(model_cls, "batch_extras") else None
         for step, x, extras in batches(stream, start, tc.steps, data_workers(tc.data_workers), extras_fn):
             x = x.to(device, non_blocking=True)
             extras = {k: v.to(device, non_blocking=True) for k, v in extras.items()}
             ddp_model.train()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                terms = ddp_model(x, step=step, **extras)
+                terms = ddp_model(x, step=step + schedule_offset, **extras)
             loss = terms["loss"]
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {float(loss)} at step {step}; last good checkpoint kept in {out}")
@@ -355,6 +642,8 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False) -> dict:
                 bar.update(1)
             if (step + 1) % tc.checkpoint_every == 0 or step + 1 == tc.steps:
                 save(step + 1)
+            if (step + 1) % validate_every == 0 or step + 1 == tc.steps:
+                validate(step + 1)
     except KeyboardInterrupt:
         # Ctrl-C: keep what was learnt; the next `train` resumes from here
         save(step)
@@ -388,6 +677,7 @@ def vars_of(dc) -> dict:
     return {f.name: getattr(dc, f.name) for f in fields(dc)}
 
 
-def train_from_config(path: Path, overrides=(), out_dir: str | None = None, resume: bool = True) -> dict:
+def train_from_config(path: Path, overrides=(), out_dir: str | None = None, resume: bool = True,
+                      init: Path | None = None) -> dict:
     run = load_run_config(path, overrides, out_dir)
-    return train(run, resume=resume)
+    return train(run, resume=resume, init=init)
