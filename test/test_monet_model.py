@@ -8,10 +8,10 @@ from split_perception.models.monet import Monet, MonetConfig, ResNetAttention
 ATTENTIONS = ["unet", "resnet18", "resnet50"]
 
 
-@pytest.mark.parametrize("attention", ATTENTIONS)
-def test_masks_sum_to_one_and_the_loss_is_finite(attention):
+@pytest.mark.parametrize("attention,upsampling", [(a, "transposed") for a in ATTENTIONS] + [("resnet18", "bilinear")])
+def test_masks_sum_to_one_and_the_loss_is_finite(attention, upsampling):
     torch.manual_seed(0)
-    cfg = MonetConfig(image_size=32, slots=5, attention=attention, unet_channels=(8, 8, 8))
+    cfg = MonetConfig(image_size=32, slots=5, attention=attention, unet_channels=(8, 8, 8), upsampling=upsampling, decoder_size=16)
     model = Monet(cfg)
     out = model(torch.rand(2, 3, 32, 32))
     assert out["masks"].shape == (2, 5, 32, 32)
@@ -20,6 +20,30 @@ def test_masks_sum_to_one_and_the_loss_is_finite(attention):
     assert out["loss"].item() == pytest.approx(sum(out[k].item() for k in ("nll_x", "kl_z", "kl_mask")), rel=1e-5)
     out["loss"].backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("decoder_size", [0, 8, 16])
+def test_coarse_component_decoder_still_draws_at_image_size(decoder_size):
+    cfg = MonetConfig(image_size=32, slots=3, decoder_size=decoder_size, upsampling="bilinear")
+    vae = Monet(cfg).component_vae
+    assert vae.coords.shape[-1] == (decoder_size or 32) + 8  # four unpadded 3x3 convs shrink it back
+    rgb, mask_logits = vae.decode(torch.randn(5, cfg.z_dim))
+    assert rgb.shape == (5, 3, 32, 32) and mask_logits.shape == (5, 1, 32, 32)
+    assert 0.0 <= rgb.min() and rgb.max() <= 1.0
+
+
+def test_bilinear_attention_has_no_transposed_convs_and_refines_at_full_resolution():
+    """The checkerboard-free decoder: resize + conv, then a full-resolution refinement that sees
+    the image, so a one-pixel change of the input can change the masks at that pixel."""
+    torch.manual_seed(0)
+    att = ResNetAttention(MonetConfig(image_size=32, slots=4, upsampling="bilinear")).eval()
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in att.modules())
+    x = torch.rand(1, 3, 32, 32, requires_grad=True)
+    log_masks = att(x)
+    assert log_masks.shape == (1, 4, 32, 32)
+    torch.testing.assert_close(log_masks.exp().sum(1), torch.ones(1, 32, 32))
+    log_masks[0, 1, 20, 7].backward()
+    assert x.grad[0, :, 20, 7].abs().sum() > 0
 
 
 def test_slot_count_changes_only_the_resnet_head():
@@ -37,6 +61,12 @@ def test_config_validation():
         MonetConfig(slots=1)
     with pytest.raises(ValueError, match="multiple of 16"):
         MonetConfig(image_size=40)
+    with pytest.raises(ValueError, match="upsampling"):
+        MonetConfig(upsampling="nearest")
+    with pytest.raises(ValueError, match="decoder_size"):
+        MonetConfig(image_size=64, decoder_size=12)
+    with pytest.raises(ValueError, match="decoder_size"):
+        MonetConfig(image_size=32, decoder_size=48)
 
 
 def test_local_backbone_weights_load_and_bad_ones_are_refused(tmp_path):
@@ -95,7 +125,10 @@ def test_evaluation_writes_metrics_and_figure(tmp_path, tiny_segmenter_files):
     from split_perception.training.evaluate import evaluate_checkpoint
 
     report = evaluate_checkpoint(tiny_segmenter_files[0], tmp_path, n_images=6)
-    room = report["test_sets"]["room"]
-    assert 0.0 <= room["msc"] <= 1.0 and -1.0 <= room["fg_ari"] <= 1.0 and room["reconstruction_mse"] > 0
+    from split_perception.training.scenes import ROOM_TEST_KINDS
+
+    assert set(report["test_sets"]) == set(ROOM_TEST_KINDS)
+    for room in report["test_sets"].values():
+        assert 0.0 <= room["msc"] <= 1.0 and -1.0 <= room["fg_ari"] <= 1.0 and room["reconstruction_mse"] > 0
     assert json.loads((tmp_path / "metrics.json").read_text())["model_type"] == "monet"
     assert (tmp_path / "figure.png").read_bytes()[:4] == b"\x89PNG"

@@ -33,6 +33,8 @@ from .blocks import GaussianHead, gaussian_kl, mlp, sample_normal
 
 MODEL_TYPE = "monet"
 ATTENTIONS = ("unet", "resnet18", "resnet50")
+UPSAMPLINGS = ("transposed", "bilinear")
+REFINE_CHANNELS = 16  # the full-resolution refinement of the "bilinear" decoder
 # Decoder widths of the ResNet attention: the thesis's reduced RN50* decoder (512, 128, 64, 16);
 # ResNet18's stages are four times narrower, so its decoder is scaled down likewise.
 RESNET_DECODER = {"resnet50": (512, 128, 64, 16), "resnet18": (128, 64, 32, 16)}
@@ -54,6 +56,16 @@ class MonetConfig:
     beta: float = 0.5
     gamma: float = 0.5
     unet_channels: tuple[int, ...] = (32, 32, 64, 64, 64)  # one entry per U-Net block
+    # Side of the component decoder's spatial broadcast grid (0: the image size). The decoder
+    # drew every slot at full resolution and was 85% of a CPU training step at 64 px; its
+    # colours and mask logits are smooth, so a coarse grid upsampled bilinearly loses little,
+    # and the attention masks, which set the mixture, stay at full resolution.
+    decoder_size: int = 0
+    # How the ResNet attention's decoder upsamples: "transposed" (the thesis's 5x5 stride-2
+    # transposed convs, which leave checkerboard artefacts in the masks) or "bilinear"
+    # (resize, then a 3x3 conv). "bilinear" also ends in a full-resolution refinement that
+    # sees the image, so mask edges follow object edges instead of a 2x-upsampled map.
+    upsampling: str = "transposed"
 
     def __post_init__(self):
         if self.attention not in ATTENTIONS:
@@ -62,6 +74,10 @@ class MonetConfig:
             raise ValueError(f"need at least 2 slots, got {self.slots}")
         if self.image_size % 16 or self.image_size < 32:
             raise ValueError(f"image_size must be a multiple of 16 and >= 32, got {self.image_size}")
+        if self.upsampling not in UPSAMPLINGS:
+            raise ValueError(f"upsampling must be one of {UPSAMPLINGS}, got {self.upsampling!r}")
+        if self.decoder_size and (self.decoder_size < 8 or self.decoder_size > self.image_size or self.decoder_size % 8):
+            raise ValueError(f"decoder_size must be 0 or a multiple of 8 in [8, image_size], got {self.decoder_size}")
         if self.attention == "unet" and self.image_size % 2 ** (len(self.unet_channels) - 1):
             raise ValueError(f"image_size {self.image_size} does not halve {len(self.unet_channels) - 1} times")
 
@@ -157,11 +173,13 @@ def build_resnet(name: str, pretrained: str) -> nn.Module:
 
 
 class ResNetAttention(nn.Module):
-    """MONet-RN50*'s segmentation network: ResNet stages -> 4 transposed convs with skips -> K logits.
+    """MONet-RN50*'s segmentation network: ResNet stages -> 4 upsampling steps with skips -> K logits.
 
-    At 64 px the stages give 16, 8, 4 and 2 px maps; each transposed conv doubles the size
+    At 64 px the stages give 16, 8, 4 and 2 px maps; each upsampling step doubles the size
     and is followed by the matching stage's skip (concatenated), so the last one ends at
-    half resolution; the logits are upsampled bilinearly to the input size.
+    half resolution. "transposed": 5x5 stride-2 transposed convs, logits upsampled bilinearly
+    to the input size. "bilinear": resize + 3x3 conv per step, then the features are resized
+    to the input size, concatenated with the image and refined by two 3x3 convs.
     """
 
     def __init__(self, cfg: MonetConfig):
@@ -169,14 +187,24 @@ class ResNetAttention(nn.Module):
         net = build_resnet(cfg.attention, cfg.pretrained)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.stages = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
+        self.bilinear = cfg.upsampling == "bilinear"
         stage_ch, dec_ch = RESNET_STAGES[cfg.attention], RESNET_DECODER[cfg.attention]
         ups = []
         cin = stage_ch[3]
         for i, cout in enumerate(dec_ch):
-            ups.append(nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1))
-            # after deconv i the map matches stage 2 - i; its features are concatenated
+            if self.bilinear:
+                ups.append(nn.Conv2d(cin, cout, 3, padding=1))
+            else:
+                ups.append(nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1))
+            # after step i the map matches stage 2 - i; its features are concatenated
             cin = cout + (stage_ch[2 - i] if i < 3 else 0)
         self.ups = nn.ModuleList(ups)
+        if self.bilinear:
+            self.refine = nn.Sequential(
+                nn.Conv2d(cin + 3, REFINE_CHANNELS, 3, padding=1), nn.ReLU(),
+                nn.Conv2d(REFINE_CHANNELS, REFINE_CHANNELS, 3, padding=1), nn.ReLU(),
+            )
+            cin = REFINE_CHANNELS
         self.head = nn.Conv2d(cin, cfg.slots, 1)
         # ImageNet statistics: what a pretrained backbone expects (harmless from scratch)
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
@@ -190,10 +218,17 @@ class ResNetAttention(nn.Module):
             feats.append(h)
         h = feats[3]
         for i, up in enumerate(self.ups):
-            h = F.relu(up(h))
+            if self.bilinear:
+                h = F.relu(up(F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False)))
+            else:
+                h = F.relu(up(h))
             if i < 3:
                 h = torch.cat([h, feats[2 - i]], dim=1)
-        logits = F.interpolate(self.head(h), size=x.shape[2:], mode="bilinear", align_corners=False)
+        if self.bilinear:
+            h = F.interpolate(h, size=x.shape[2:], mode="bilinear", align_corners=False)
+            logits = self.head(self.refine(torch.cat([h, x], dim=1)))
+        else:
+            logits = F.interpolate(self.head(h), size=x.shape[2:], mode="bilinear", align_corners=False)
         return F.log_softmax(logits, dim=1)  # (B, K, H, W) log masks, sum to one over K
 
 
@@ -214,8 +249,9 @@ class ComponentVAE(nn.Module):
             nn.Conv2d(cfg.z_dim + 2, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.ReLU(),
             nn.Conv2d(32, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.ReLU(), nn.Conv2d(32, 4, 1),
         )
-        # the broadcast grid is 8 px larger than the image: four unpadded 3x3 convs shrink it back
-        lin = torch.linspace(-1, 1, s + 8)
+        self.image_size, grid = s, cfg.decoder_size or s
+        # the broadcast grid is 8 px larger than the decoded map: four unpadded 3x3 convs shrink it back
+        lin = torch.linspace(-1, 1, grid + 8)
         yy, xx = torch.meshgrid(lin, lin, indexing="ij")
         self.register_buffer("coords", torch.stack([xx, yy])[None], persistent=False)
 
@@ -226,6 +262,8 @@ class ComponentVAE(nn.Module):
         n, side = z.shape[0], self.coords.shape[-1]
         tiled = z[:, :, None, None].expand(n, z.shape[1], side, side)
         out = self.decoder(torch.cat([tiled, self.coords.expand(n, 2, side, side)], dim=1))
+        if out.shape[-1] != self.image_size:
+            out = F.interpolate(out, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         return torch.sigmoid(out[:, :3]), out[:, 3:]
 
 
