@@ -88,3 +88,29 @@ def test_a_value_of_the_wrong_type_names_the_key_and_the_type(tmp_path):
     res = subprocess.run(train_cmd(tmp_path / "run", 1, ["train.steps=abc"]), capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "train.steps: expected int, got 'abc'" in res.stderr, res.stderr[-2000:]
     assert not (tmp_path / "run").exists()
+
+
+def test_learning_rate_decays_linearly_over_the_last_steps_and_the_config_wins_on_resume(tmp_path):
+    from safetensors import safe_open
+
+    from split_perception.training.trainer import TrainConfig, learning_rate
+
+    tc = TrainConfig(steps=100, lr=1e-3, lr_decay_steps=40, lr_decay_to=0.1)
+    assert learning_rate(tc, 0) == learning_rate(tc, 59) == 1e-3
+    assert learning_rate(tc, 60) < 1e-3
+    assert learning_rate(tc, 99) == pytest.approx(1e-4)
+    lrs = [learning_rate(tc, s) for s in range(60, 100)]
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert learning_rate(TrainConfig(steps=100, lr=1e-3), 99) == 1e-3  # no decay by default
+    with pytest.raises(ValueError, match="lr_decay_steps"):
+        TrainConfig(steps=10, lr_decay_steps=11)
+    with pytest.raises(ValueError, match="lr_decay_to"):
+        TrainConfig(lr_decay_to=1.5)
+
+    # a run resumed with another lr trains with it (the optimizer state's stored lr does not win)
+    out = tmp_path / "run"
+    assert subprocess.run(train_cmd(out, 3), capture_output=True, timeout=120).returncode == 0
+    assert subprocess.run(train_cmd(out, 5, ["train.lr=2.5e-5"]), capture_output=True, timeout=120).returncode == 0
+    with safe_open(str(out / "optimizer.safetensors"), "pt") as f:
+        groups = json.loads(f.metadata()["param_groups"])
+    assert {g["lr"] for g in groups} == {2.5e-5}

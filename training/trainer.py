@@ -118,6 +118,19 @@ class TrainConfig:
     # (0: at every checkpoint), at the start of a new run and at the end; at most val_images frames
     # (evenly spaced over the held-out ones, decoded once).
     validate_every: int = 0
+    # The last lr_decay_steps steps lower the learning rate linearly from lr to lr * lr_decay_to
+    # (0: constant). The lr is set from this config at every step, so a resumed run takes the
+    # config's (or --set's) lr, not the one stored with the optimizer state.
+    lr_decay_steps: int = 0
+    lr_decay_to: float = 0.1
+
+    def __post_init__(self):
+        if not self.lr > 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if not 0 <= self.lr_decay_steps <= self.steps:
+            raise ValueError(f"train.lr_decay_steps must be in [0, train.steps = {self.steps}], got {self.lr_decay_steps}")
+        if not 0 <= self.lr_decay_to <= 1:
+            raise ValueError(f"train.lr_decay_to must be in [0, 1], got {self.lr_decay_to}")
     val_images: int = 256
 
 
@@ -329,6 +342,15 @@ class _StepBatches(torch.utils.data.Dataset):
     def __getitem__(self, step: int) -> tuple[torch.Tensor, dict]:
         x = self.stream.batch(step)
         return x, (self.extras(x) if self.extras else {})
+
+
+def learning_rate(tc: TrainConfig, step: int) -> float:
+    """The lr of step `step`: tc.lr, then a linear decay to tc.lr * tc.lr_decay_to over the last
+    tc.lr_decay_steps steps."""
+    start = tc.steps - tc.lr_decay_steps
+    if tc.lr_decay_steps <= 0 or step < start:
+        return tc.lr
+    return tc.lr * (1.0 - (1.0 - tc.lr_decay_to) * min(1.0, (step - start + 1) / tc.lr_decay_steps))
 
 
 def data_workers(setting: int) -> int:
@@ -621,6 +643,8 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip, foreach=True)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(tc, step)
             optimizer.step()
             steps_since += 1
             if rank == 0 and ((step + 1) % tc.log_every == 0 or step + 1 == tc.steps):
