@@ -7,8 +7,8 @@ PY := $(VENV)/bin/python
 setup:
 	@bash scripts/setup_env.sh
 
-demo: setup
-	$(PY) -m split_perception.cli demo
+demo: setup  # camera + detector + slot node as ROS 2 processes; pictures in runs/demo (options: DEMO_ARGS="--frames 0 ...")
+	$(PY) -m split_perception.cli demo $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest -q test

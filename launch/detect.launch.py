@@ -1,9 +1,11 @@
 """ros2 launch split_perception detect.launch.py [argument:=value ...]
 
-Starts the SPLIT-SPAIR detector (config/detector.yaml), with slots:=true the MONet slot node
-(config/segmenter.yaml), and with camera:=true a camera_source (config/camera_source.yaml)
-publishing on `image`. Every node reads its params file; the model and source arguments below
-override single values of it only when they are set (empty: as in the file).
+Starts the SPLIT-SPAIR detector (detector_node, config/detector.yaml), with slots:=true the MONet
+slot node (segmenter_node, config/segmenter.yaml), and with camera:=true a camera_source
+(config/camera_source.yaml) publishing on `image`, and with record:=true a scene_recorder
+(config/scene_recorder.yaml) writing the frames on `image` into a dataset folder for fine-tuning.
+Every node reads its params file; the model, source and record_dir arguments below override single
+values of it only when they are set (empty: as in the file).
 
     image:=/camera/image_raw        camera topic the models subscribe to (and camera_source publishes)
     namespace:=robot1               namespace of every node (their ~/ topics move with it)
@@ -11,6 +13,12 @@ override single values of it only when they are set (empty: as in the file).
     backend:= detector_model:= segmenter_model:=           overrides of backend / model_path
     detector_params:= segmenter_params:= camera_params:=   params files
     camera:=false camera_source:=procedural|folder|video|bag camera_path:= camera_info:=/camera/camera_info
+    record:=false record_dir:= recorder_params:=           scene_recorder on `image` (config/scene_recorder.yaml),
+                                                          writing a dataset folder to record_dir (empty: as in the file)
+
+The nodes, their arguments and defaults are described once, in split_perception/launch_spec.py;
+the pip-only runner behind `make demo` (split_perception/demo.py) starts its processes from the
+same description.
 """
 import os
 import tempfile
@@ -23,6 +31,8 @@ from launch.conditions import IfCondition
 from launch.substitution import Substitution
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from split_perception import launch_spec
 
 
 class Overrides(Substitution):
@@ -46,39 +56,43 @@ class Overrides(Substitution):
         return f.name
 
 
+class NamespacedParams(Substitution):
+    """The params file `base` as a node `name` in `namespace` reads it (launch_spec.namespaced_params_file:
+    its bare `name:` section keyed by the node's full name, which ROS would otherwise not apply)."""
+
+    def __init__(self, base, name: str, namespace):
+        super().__init__()
+        self.base, self.name, self.namespace = base, name, namespace
+
+    def describe(self) -> str:
+        return f"NamespacedParams({self.name})"
+
+    def perform(self, context) -> str:
+        return launch_spec.namespaced_params_file(self.base.perform(context), self.name, self.namespace.perform(context))
+
+
 def arg(name: str):
     return LaunchConfiguration(name)
 
 
+def node_action(spec: launch_spec.NodeSpec):
+    """A launch_ros Node from the shared description; helper nodes (camera, recorder) sit in a
+    GroupAction that carries their condition, model nodes carry it themselves."""
+    condition = IfCondition(arg(spec.switch))
+    params = [NamespacedParams(arg(spec.params), spec.name, arg("namespace")),
+              Overrides(arg(spec.params), {p: arg(a) for p, a in spec.overrides})]
+    node = Node(package=launch_spec.PACKAGE, executable=spec.executable, name=spec.name, namespace=arg("namespace"),
+                parameters=params,
+                remappings=[(topic, arg(a)) for topic, a in spec.remaps], output="screen",
+                condition=condition if spec.model else None)
+    return node if spec.model else GroupAction([node], condition=condition)
+
+
 def generate_launch_description():
-    config = os.path.join(get_package_share_directory("split_perception"), "config")
-    image = [("image", arg("image"))]
-
-    def model_node(executable, name, params, model, condition):
-        return Node(package="split_perception", executable=executable, name=name, namespace=arg("namespace"),
-                    parameters=[arg(params), Overrides(arg(params), {"model_path": arg(model), "backend": arg("backend")})],
-                    remappings=image, output="screen", condition=IfCondition(arg(condition)))
-
-    camera = Node(package="split_perception", executable="camera_source", name="camera_source", namespace=arg("namespace"),
-                  parameters=[arg("camera_params"), Overrides(arg("camera_params"), {"source": arg("camera_source"),
-                                                                                    "path": arg("camera_path")})],
-                  remappings=image + [("camera_info", arg("camera_info"))], output="screen")
-    return LaunchDescription([
-        DeclareLaunchArgument("image", default_value="/camera/image_raw", description="camera topic"),
-        DeclareLaunchArgument("namespace", default_value="", description="namespace of every node"),
-        DeclareLaunchArgument("detector", default_value="true", description="run the SPLIT-SPAIR detector"),
-        DeclareLaunchArgument("slots", default_value="false", description="also run the MONet slot node"),
-        DeclareLaunchArgument("backend", default_value="", description="backend of both models; empty: as in the params files"),
-        DeclareLaunchArgument("detector_model", default_value="", description="detector model_path; empty: as in detector_params"),
-        DeclareLaunchArgument("segmenter_model", default_value="", description="slot model_path; empty: as in segmenter_params"),
-        DeclareLaunchArgument("detector_params", default_value=os.path.join(config, "detector.yaml")),
-        DeclareLaunchArgument("segmenter_params", default_value=os.path.join(config, "segmenter.yaml")),
-        DeclareLaunchArgument("camera", default_value="false", description="also start camera_source, publishing on `image`"),
-        DeclareLaunchArgument("camera_source", default_value="", description="procedural | folder | video | bag; empty: as in camera_params"),
-        DeclareLaunchArgument("camera_path", default_value="", description="folder, video or .mcap file of camera_source"),
-        DeclareLaunchArgument("camera_info", default_value="/camera/camera_info", description="camera_source's CameraInfo topic"),
-        DeclareLaunchArgument("camera_params", default_value=os.path.join(config, "camera_source.yaml")),
-        model_node("detector_node", "split_spair_detector", "detector_params", "detector_model", "detector"),
-        model_node("segmenter_node", "monet_segmenter", "segmenter_params", "segmenter_model", "slots"),
-        GroupAction([camera], condition=IfCondition(arg("camera"))),
-    ])
+    config = os.path.join(get_package_share_directory(launch_spec.PACKAGE), "config")
+    defaults = launch_spec.defaults(config)
+    return LaunchDescription(
+        [DeclareLaunchArgument(a.name, default_value=defaults[a.name], description=a.description or a.name)
+         for a in launch_spec.ARGUMENTS]
+        + [node_action(spec) for spec in launch_spec.NODES]
+    )

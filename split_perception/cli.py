@@ -25,6 +25,9 @@ def _cmd_dataset_generate(args) -> int:
             sprites=args.sprites,
             max_objects=args.max_objects,
             min_objects=args.min_objects,
+            object_shading=args.object_shading,
+            **({"sprite_size": args.sprite_size} if args.sprite_size else {}),
+            **({"sprite_size_jitter": args.sprite_size_jitter} if args.sprite_size_jitter is not None else {}),
         )
     t0 = time.perf_counter()
     dataset.write_generated_dataset(Path(args.out), cfg, args.count, args.seed)
@@ -168,7 +171,7 @@ def _cmd_build_engine(args) -> int:
 def _cmd_demo(args) -> int:
     from split_perception.demo import run_demo
 
-    return run_demo(n_frames=args.frames, out_dir=Path(args.out))
+    return run_demo(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--palette", choices=["train", "test"], default="train", help="test = unseen colours")
     gen.add_argument("--min-objects", type=int, default=0)
     gen.add_argument("--max-objects", type=int, default=5)
+    gen.add_argument("--sprite-size", type=int, default=0,
+                     help="multi_object: object side in pixels on the image (default 14: the training size)")
+    gen.add_argument("--sprite-size-jitter", type=int, default=None,
+                     help="multi_object: side drawn from size +- jitter (default 2)")
+    gen.add_argument("--object-shading", type=float, default=0.0,
+                     help="multi_object: brightness ramp across each object, 0 (flat, default) to < 2")
     gen.set_defaults(func=_cmd_dataset_generate)
     info = ds_sub.add_parser("info", help="summarise a dataset folder")
     info.add_argument("path")
@@ -267,9 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("-o", "--output", help="write the engine here instead of the cache")
     be.set_defaults(func=_cmd_build_engine)
 
-    demo = sub.add_parser("demo", help="run the shipped detector on procedural scenes and report")
-    demo.add_argument("--frames", type=int, default=200)
-    demo.add_argument("--out", default="runs/demo")
+    from split_perception.demo import add_arguments as add_demo_arguments  # numpy only: --help stays light
+
+    demo = sub.add_parser("demo", help="camera source + detector + slot node as ROS 2 processes on procedural scenes: "
+                                       "live status, annotated frames, contact sheet, accuracy vs ground truth")
+    add_demo_arguments(demo)
     demo.set_defaults(func=_cmd_demo)
     return p
 

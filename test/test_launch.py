@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ROS2_TOOLS = ROOT.parent / "shared" / "ros2-tools"
 ARGUMENTS = {"image", "namespace", "detector", "slots", "backend", "detector_model", "segmenter_model",
              "detector_params", "segmenter_params", "camera", "camera_source", "camera_path", "camera_info",
-             "camera_params"}
+             "camera_params", "record", "record_dir", "recorder_params"}
 
 
 def context_with(desc, **values):
@@ -54,7 +54,7 @@ def test_launch_arguments_choose_the_nodes():
 
     assert ARGUMENTS <= {e.name for e in desc.entities if isinstance(e, DeclareLaunchArgument)}
     nodes = {n.node_executable: cond for n, cond in nodes_of(desc)}
-    assert set(nodes) == {"detector_node", "segmenter_node", "camera_source"}
+    assert set(nodes) == {"detector_node", "segmenter_node", "camera_source", "scene_recorder"}
 
     def running(**values):
         context = context_with(desc, **values)
@@ -63,6 +63,7 @@ def test_launch_arguments_choose_the_nodes():
     assert running() == {"detector_node"}
     assert running(slots="true", camera="true") == {"detector_node", "segmenter_node", "camera_source"}
     assert running(detector="false", slots="true") == {"segmenter_node"}
+    assert running(record="true") == {"detector_node", "scene_recorder"}
 
 
 def test_model_and_source_arguments_override_only_when_set(tmp_path):
@@ -80,8 +81,77 @@ def test_model_and_source_arguments_override_only_when_set(tmp_path):
         assert yaml.safe_load(Path(path).read_text()) == {"/**": {"ros__parameters": {"model_path": str(tmp_path / "m.onnx")}}}
     finally:
         os.unlink(path)
-    for params in ("detector_params", "segmenter_params", "camera_params"):  # defaults name files that exist
+    for params in ("detector_params", "segmenter_params", "camera_params", "recorder_params"):  # defaults name files that exist
         assert Path(context_with(desc).launch_configurations[params]).is_file()
+
+
+def test_the_launch_file_and_the_demo_runner_share_one_description():
+    """launch/detect.launch.py builds its arguments and nodes from split_perception/launch_spec.py;
+    the runner behind `make demo` starts the same nodes from it (same executable module, name,
+    params file and remappings)."""
+    pytest.importorskip("launch_ros")
+    from launch.actions import DeclareLaunchArgument
+
+    from split_perception import launch_spec
+
+    _, desc = load_launch_description(ROOT)
+    declared = {e.name: e for e in desc.entities if isinstance(e, DeclareLaunchArgument)}
+    assert set(declared) == {a.name for a in launch_spec.ARGUMENTS}
+    defaults = launch_spec.defaults(ROOT / "config")
+    assert {name: context_with(desc).launch_configurations[name] for name in declared} == defaults
+    nodes = nodes_of(desc)
+    # launch_ros exposes node_name only once the action ran: the name given is its private __node_name
+    assert [(n.node_executable, n._Node__node_name) for n, _ in nodes] == [(s.executable, s.name) for s in launch_spec.NODES]
+    for values in ({}, {"slots": "true", "camera": "true"}, {"detector": "false", "slots": "true", "record": "true"}):
+        context = context_with(desc, **values)
+        launched = [n.node_executable for n, cond in nodes if cond is None or cond.evaluate(context)]
+        assert launched == [s.executable for s in launch_spec.selected(launch_spec.resolve(values, ROOT / "config"))]
+    setup = (ROOT / "setup.py").read_text()
+    for spec in launch_spec.NODES:  # `ros2 run` and `python -m` start the same main
+        assert f'"{spec.executable} = {spec.module}:main"' in setup
+    values = launch_spec.resolve({"image": "/cam", "detector_model": "/m.onnx"}, ROOT / "config")
+    cmd = launch_spec.command(launch_spec.node("detector"), values, {"threshold": 0.7, "publish_debug_image": True})
+    assert cmd[1:3] == ["-m", "split_perception.nodes.detector_node"]
+    assert " ".join(cmd[3:]) == (f"--ros-args -r __node:=split_spair_detector --params-file {ROOT / 'config' / 'detector.yaml'} "
+                                 "-p model_path:=/m.onnx -p threshold:=0.7 -p publish_debug_image:=true -r image:=/cam")
+    with pytest.raises(ValueError, match="unknown launch argument"):
+        launch_spec.resolve({"slot": "true"})
+
+
+def test_a_namespaced_node_reads_its_params_file(tmp_path):
+    """ROS reads a bare `node_name:` key of a params file as `/node_name`: a node in a namespace
+    would ignore it. The launch file and the demo runner key it by the node's full name."""
+    pytest.importorskip("launch_ros")
+    import rclpy
+    from rclpy.context import Context
+
+    from split_perception import launch_spec
+
+    params = tmp_path / "detector.yaml"
+    params.write_text("split_spair_detector:\n  ros__parameters:\n    threshold: 0.7\n")
+    values = launch_spec.resolve({"namespace": "robot1", "detector_params": str(params)}, ROOT / "config")
+    context = Context()
+    rclpy.init(args=["node", *launch_spec.ros_args(launch_spec.node("detector"), values)], context=context)
+    try:
+        node = rclpy.create_node("any_name", context=context)
+        node.declare_parameter("threshold", 0.5)
+        assert node.get_fully_qualified_name() == "/robot1/split_spair_detector"
+        assert node.get_parameter("threshold").value == 0.7
+        node.destroy_node()
+    finally:
+        context.try_shutdown()
+    # the launch file's substitution does the same
+    module, desc = load_launch_description(ROOT)
+    from launch.substitutions import LaunchConfiguration
+
+    sub = module.NamespacedParams(LaunchConfiguration("detector_params"), "split_spair_detector",
+                                  LaunchConfiguration("namespace"))
+    path = sub.perform(context_with(desc, namespace="robot1", detector_params=str(params)))
+    try:
+        assert yaml.safe_load(Path(path).read_text()) == {"/robot1/split_spair_detector": {"ros__parameters": {"threshold": 0.7}}}
+    finally:
+        os.unlink(path)
+    assert sub.perform(context_with(desc, detector_params=str(params))) == str(params)  # no namespace: the file itself
 
 
 # --- the real ros2 launch -------------------------------------------------------------------------
@@ -125,15 +195,56 @@ def descendants(pid: int) -> list:
         return []
 
 
+def call_service(node, executor, srv_type, name: str, request, log_path: Path, timeout: float = 60.0):
+    """Call the service `name` from `node` (spun by `executor`) and return its response."""
+    from ros_helpers import spin_until
+
+    client = node.create_client(srv_type, name)
+    try:
+        assert spin_until(executor, client.service_is_ready, timeout), f"no service {name}\n{log_path.read_text()}"
+        future = client.call_async(request)
+        assert spin_until(executor, future.done, timeout), f"no answer from {name}\n{log_path.read_text()}"
+        return future.result()
+    finally:
+        node.destroy_client(client)
+
+
+def check_enable_and_reload(node, executor, name: str, statuses: list, log_path: Path) -> None:
+    """~/enable false: /diagnostics of `name` says disabled; true again: enabled; ~/reload loads
+    the model again and answers success with its id (the id /diagnostics reports)."""
+    from std_srvs.srv import SetBool, Trigger
+
+    from ros_helpers import spin_until
+
+    def diagnosed(key: str, value: str) -> bool:
+        return any(s.name == name and {kv.key: kv.value for kv in s.values}.get(key) == value for s in statuses)
+
+    for enabled in (False, True):
+        response = call_service(node, executor, SetBool, f"{name}/enable", SetBool.Request(data=enabled), log_path)
+        assert response.success, response.message
+        assert ("disabled" in response.message) != enabled, response.message
+        statuses.clear()
+        assert spin_until(executor, lambda: diagnosed("enabled", str(enabled)), 10), \
+            f"{name}: /diagnostics never said enabled={enabled}\n{log_path.read_text()}"
+    response = call_service(node, executor, Trigger, f"{name}/reload", Trigger.Request(), log_path)
+    assert response.success, response.message
+    statuses.clear()
+    assert spin_until(executor, lambda: any(s.name == name for s in statuses), 10)
+    model_id = next({kv.key: kv.value for kv in s.values}["model_id"] for s in statuses if s.name == name)
+    assert model_id != "none" and model_id in response.message, (model_id, response.message)
+
+
 def test_ros2_launch_with_a_camera_runs_end_to_end_and_ctrl_c_ends_every_process(tmp_path):
     """colcon build + `ros2 launch ... camera:=true slots:=true`: detections and slot masks carry the
-    camera's stamps; SIGINT (Ctrl-C) ends launch and every node cleanly. About 5 s here."""
+    camera's stamps; ~/enable and ~/reload of both launched nodes answer and act; SIGINT (Ctrl-C)
+    ends launch and every node cleanly."""
     pytest.importorskip("rclpy")
     ensure_ros2_tools()
     t0 = time.monotonic()
     install = build_workspace(tmp_path)
     build_s = time.monotonic() - t0
     import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
@@ -149,8 +260,9 @@ def test_ros2_launch_with_a_camera_runs_end_to_end_and_ctrl_c_ends_every_process
     context = Context()
     rclpy.init(context=context)
     node = rclpy.create_node("launch_test_client", context=context)
-    images, detections, masks = [], [], []
+    images, detections, masks, statuses = [], [], [], []
     node.create_subscription(Image, "/launch_test/image", images.append, 10)
+    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: statuses.extend(m.status), 10)
     node.create_subscription(Detection2DArray, "/robot/split_spair_detector/detections", detections.append, 10)
     node.create_subscription(Image, "/robot/monet_segmenter/masks", masks.append, 10)
     executor = SingleThreadedExecutor(context=context)
@@ -167,6 +279,8 @@ def test_ros2_launch_with_a_camera_runs_end_to_end_and_ctrl_c_ends_every_process
         children = descendants(launch.pid)
         names = " ".join(" ".join(c.cmdline()) for c in children)
         assert "detector_node" in names and "camera_source" in names and "segmenter_node" in names
+        for name in ("/robot/split_spair_detector", "/robot/monet_segmenter"):
+            check_enable_and_reload(node, executor, name, statuses, log_path=tmp_path / "launch.log")
         launch.send_signal(signal.SIGINT)  # what Ctrl-C sends
         launch.wait(timeout=30)
     finally:
