@@ -102,8 +102,10 @@ def test_learning_rate_decays_linearly_over_the_last_steps_and_the_config_wins_o
     lrs = [learning_rate(tc, s) for s in range(60, 100)]
     assert all(a > b for a, b in zip(lrs, lrs[1:]))
     assert learning_rate(TrainConfig(steps=100, lr=1e-3), 99) == 1e-3  # no decay by default
+    short = TrainConfig(steps=10, lr=1e-3, lr_decay_steps=3500)  # a short run decays over all its steps
+    assert learning_rate(short, 0) < 1e-3 and learning_rate(short, 9) == pytest.approx(1e-4)
     with pytest.raises(ValueError, match="lr_decay_steps"):
-        TrainConfig(steps=10, lr_decay_steps=11)
+        TrainConfig(lr_decay_steps=-1)
     with pytest.raises(ValueError, match="lr_decay_to"):
         TrainConfig(lr_decay_to=1.5)
 

@@ -127,8 +127,8 @@ class TrainConfig:
     def __post_init__(self):
         if not self.lr > 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
-        if not 0 <= self.lr_decay_steps <= self.steps:
-            raise ValueError(f"train.lr_decay_steps must be in [0, train.steps = {self.steps}], got {self.lr_decay_steps}")
+        if self.lr_decay_steps < 0:
+            raise ValueError(f"train.lr_decay_steps must be >= 0, got {self.lr_decay_steps}")
         if not 0 <= self.lr_decay_to <= 1:
             raise ValueError(f"train.lr_decay_to must be in [0, 1], got {self.lr_decay_to}")
     val_images: int = 256
@@ -346,11 +346,12 @@ class _StepBatches(torch.utils.data.Dataset):
 
 def learning_rate(tc: TrainConfig, step: int) -> float:
     """The lr of step `step`: tc.lr, then a linear decay to tc.lr * tc.lr_decay_to over the last
-    tc.lr_decay_steps steps."""
-    start = tc.steps - tc.lr_decay_steps
-    if tc.lr_decay_steps <= 0 or step < start:
+    tc.lr_decay_steps steps (all of them in a run shorter than that, e.g. --set train.steps=100)."""
+    span = min(tc.lr_decay_steps, tc.steps)
+    start = tc.steps - span
+    if span <= 0 or step < start:
         return tc.lr
-    return tc.lr * (1.0 - (1.0 - tc.lr_decay_to) * min(1.0, (step - start + 1) / tc.lr_decay_steps))
+    return tc.lr * (1.0 - (1.0 - tc.lr_decay_to) * min(1.0, (step - start + 1) / span))
 
 
 def data_workers(setting: int) -> int:
