@@ -31,6 +31,27 @@ def test_generate_command_writes_a_readable_folder(tmp_path):
         np.testing.assert_array_equal(t["labels"], s.labels)
 
 
+def test_generate_command_sets_object_size_and_shading(tmp_path):
+    """--sprite-size / --sprite-size-jitter / --object-shading: e.g. a world of objects seen from farther away
+    (benchmarks/finetune_proof.py); the scenes are those of the config recorded in dataset.json."""
+    out = tmp_path / "far"
+    r = subprocess.run([sys.executable, "-m", "split_perception.cli", "dataset", "generate", str(out), "--count", "4",
+                        "--sprite-size", "8", "--sprite-size-jitter", "1", "--object-shading", "0.5"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    cfg = dataset.scene_config_from_dict(json.loads((out / "dataset.json").read_text())["generator"])
+    assert (cfg.sprite_size, cfg.sprite_size_jitter, cfg.object_shading) == (8, 1, 0.5)
+    folder = dataset.DatasetFolder(out)
+    for i in range(4):
+        s = scenes.generate(cfg, 0, i)
+        np.testing.assert_array_equal(folder.image(i), s.image)
+        sides = s.boxes[:, 2:] - s.boxes[:, :2]
+        assert (sides <= 9).all()  # 7-9 px objects
+    r = subprocess.run([sys.executable, "-m", "split_perception.cli", "dataset", "generate", str(tmp_path / "bad"),
+                        "--sprite-size", "60"], capture_output=True, text=True)
+    assert r.returncode == 2 and "does not fit" in r.stderr, r.stderr
+
+
 def test_unlabelled_image_folder(tmp_path):
     for i in range(3):
         s = scenes.generate(scenes.RoomConfig(), 0, i)
