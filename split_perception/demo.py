@@ -289,14 +289,35 @@ class DemoRun:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self._camera_start = None
         for spec in launch_spec.selected(values):
             cmd = launch_spec.command(spec, values, camera_extra if spec.switch == "camera" else None)
-            log = open(self.logs_dir / f"{spec.name}.log", "w")
-            log.write(" ".join(cmd) + "\n\n")
-            log.flush()
-            self.procs[spec.switch] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                                       stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-            log.close()
+            if spec.switch == "camera":
+                # started once both model nodes report a loaded model (start_camera_when_ready): a node
+                # subscribes before its model is loaded and ignores frames until then, which on a busy
+                # machine cost the first frames of a short run
+                self._camera_start = (spec.name, cmd, env)
+                continue
+            self._spawn(spec.switch, spec.name, cmd, env)
+
+    def _spawn(self, switch: str, name: str, cmd: list[str], env: dict) -> None:
+        log = open(self.logs_dir / f"{name}.log", "w")
+        log.write(" ".join(cmd) + "\n\n")
+        log.flush()
+        self.procs[switch] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                              stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        log.close()
+
+    def start_camera_when_ready(self) -> None:
+        """Start the camera once the detector and slot node both name a loaded model in /diagnostics."""
+        if self._camera_start is None:
+            return
+        loaded = [self.diag.get(f"/{topic}", {}).get("model_id", "none") != "none"
+                  for topic in ("split_spair_detector", "monet_segmenter")]
+        if all(loaded):
+            name, cmd, env = self._camera_start
+            self._camera_start = None
+            self._spawn("camera", name, cmd, env)
 
     def stop_nodes(self) -> None:
         """SIGINT (what Ctrl-C sends) to every node still running, then SIGKILL after 10 s."""
@@ -633,6 +654,7 @@ class DemoRun:
                 if stop["signal"]:
                     self.stop_reason = f"stopped by {stop['signal']}"
                     break
+                self.start_camera_when_ready()
                 crashed = [s for s in ("detector", "slots") if self.procs[s].poll() is not None]
                 if crashed:
                     time.sleep(0.3)  # a Ctrl-C in the terminal reaches the nodes too: was this one?
@@ -644,8 +666,8 @@ class DemoRun:
                               file=sys.stderr)
                     self.stop_reason, status = "a node ended", 1
                     break
-                camera = self.procs["camera"]
-                if camera.poll() is not None:
+                camera = self.procs.get("camera")
+                if camera is not None and camera.poll() is not None:
                     if camera.returncode != 0:
                         time.sleep(0.3)
                         if stop["signal"]:
