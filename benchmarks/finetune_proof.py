@@ -111,6 +111,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="training CPU threads (train.threads)")
     ap.add_argument("--procedural-fraction", type=float, default=0.5)
     ap.add_argument("--lr", type=float, default=None, help="learning rate (default: the config's)")
+    ap.add_argument("--lr-decay-steps", type=int, default=0,
+                    help="train.lr_decay_steps: the last N steps lower the learning rate linearly to 0.1x (0: constant)")
     ap.add_argument("--json", default=None, help="results file (default OUT/finetune_proof.json)")
     args = ap.parse_args()
     os.chdir(ROOT)
@@ -143,7 +145,8 @@ def main() -> int:
         "--set", "data.kind=folder", "--set", f"data.folder=[{', '.join(folders)}]",
         "--set", f"data.procedural_fraction={args.procedural_fraction}",
         "--set", f"train.steps={args.steps}", "--set", f"train.threads={args.threads}",
-    ] + (["--set", f"train.lr={args.lr}"] if args.lr else [])
+    ] + (["--set", f"train.lr={args.lr}"] if args.lr else []) + (
+        ["--set", f"train.lr_decay_steps={args.lr_decay_steps}"] if args.lr_decay_steps else [])
     train_s, train_cpu = run(train_cmd, log=out / "train.log")
     print(f"fine-tuned {args.steps} steps in {train_s / 60:.1f} min ({train_cpu / 60:.1f} min of CPU time)", flush=True)
 
