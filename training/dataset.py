@@ -89,15 +89,20 @@ def write_generated_dataset(out_dir: Path, cfg: scenes.SceneConfig, count: int, 
 
 
 # --------------------------------------------------------------------------- reading
-def read_rgb(path: Path) -> np.ndarray:
-    """Read an image file as RGB uint8; a missing or unreadable file raises with its path."""
+def _decode_bgr(path: Path, flag: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """An image file decoded by OpenCV (BGR); a missing or unreadable file raises with its path."""
     data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
     if data is None:
         raise FileNotFoundError(f"image not found: {path}")
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    img = cv2.imdecode(data, flag)
     if img is None:
         raise ValueError(f"not a readable image: {path}")
-    return img[..., ::-1].copy()
+    return img
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Read an image file as RGB uint8; a missing or unreadable file raises with its path."""
+    return _decode_bgr(path)[..., ::-1].copy()
 
 
 _REDUCED_JPEG = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
@@ -112,12 +117,7 @@ def read_rgb_resized(path: Path, size: int, width: int = 0, height: int = 0) -> 
     flag = cv2.IMREAD_COLOR
     if width and height and path.suffix.lower() in (".jpg", ".jpeg"):
         flag = next((f for factor, f in _REDUCED_JPEG if min(width, height) // factor >= size), flag)
-    data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else None
-    if data is None:
-        raise FileNotFoundError(f"image not found: {path}")
-    img = cv2.imdecode(data, flag)
-    if img is None:
-        raise ValueError(f"not a readable image: {path}")
+    img = _decode_bgr(path, flag)
     if img.shape[:2] != (size, size):
         img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(img[..., ::-1])

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from split_perception.models import checkpoint as ckpt
 from split_perception.models.blocks import gaussian_kl
@@ -34,14 +33,12 @@ def slot_statistics(model, scene_list: list) -> dict:
     """Numbers above for `scene_list` (scenes.Scene with labels); deterministic (posterior means)."""
     model.eval()
     x = torch.stack([to_tensor(s.image) for s in scene_list])
-    log_masks = model.attention(x)
-    mean, logstd = model.encode_slots(x, log_masks)
-    b, k = log_masks.shape[:2]
-    _, mask_logits = model.component_vae.decode(mean.reshape(b * k, -1))
-    log_masks_hat = F.log_softmax(mask_logits.view(b, k, *x.shape[2:]), dim=1)
+    parts = model.decompose(x)
+    log_masks = parts["log_masks"]
+    k = log_masks.shape[1]
     masks = log_masks.exp()
-    disagreement = (masks * (log_masks - log_masks_hat)).mean((2, 3))  # (B, K) nats per pixel
-    kl = gaussian_kl(mean, logstd).sum(2)  # (B, K)
+    disagreement = (masks * (log_masks - parts["log_masks_hat"])).mean((2, 3))  # (B, K) nats per pixel
+    kl = gaussian_kl(parts["mean"], parts["logstd"]).sum(2)  # (B, K)
     pred = masks.argmax(1).numpy()
     area = np.stack([(pred == j).mean((1, 2)) for j in range(k)], 1)  # (B, K)
 

@@ -118,6 +118,7 @@ class TrainConfig:
     # (0: at every checkpoint), at the start of a new run and at the end; at most val_images frames
     # (evenly spaced over the held-out ones, decoded once).
     validate_every: int = 0
+    val_images: int = 256
     # The last lr_decay_steps steps lower the learning rate linearly from lr to lr * lr_decay_to
     # (0: constant). The lr is set from this config at every step, so a resumed run takes the
     # config's (or --set's) lr, not the one stored with the optimizer state.
@@ -131,7 +132,6 @@ class TrainConfig:
             raise ValueError(f"train.lr_decay_steps must be >= 0, got {self.lr_decay_steps}")
         if not 0 <= self.lr_decay_to <= 1:
             raise ValueError(f"train.lr_decay_to must be in [0, 1], got {self.lr_decay_to}")
-    val_images: int = 256
 
 
 @dataclass
@@ -598,7 +598,6 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
     validate_every = tc.validate_every or tc.checkpoint_every
     amp = tc.amp and device.type == "cuda"
     log_path = out / "metrics.csv"
-    writer, log_file = None, None
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(run.raw, sort_keys=False))
@@ -653,14 +652,7 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
                 last = {k: float(v.detach()) for k, v in terms.items() if torch.is_tensor(v) and v.dim() == 0}
                 last.update(step=step + 1, grad_norm=float(grad_norm), steps_per_s=steps_since / (now - t_last))
                 t_last, steps_since = now, 0
-                if writer is None:
-                    new = not log_path.exists()
-                    log_file = open(log_path, "a", newline="")
-                    writer = csv.DictWriter(log_file, fieldnames=list(last), extrasaction="ignore")
-                    if new:
-                        writer.writeheader()
-                writer.writerow(last)
-                log_file.flush()
+                append_csv_row(log_path, last)
                 if bar:
                     bar.set_postfix({k: f"{v:.3g}" for k, v in last.items() if k not in ("step",)}, refresh=False)
             if bar:
@@ -680,8 +672,6 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
             signal.signal(sig, handler)
         if bar:
             bar.close()
-        if log_file:
-            log_file.close()
     return last
 
 

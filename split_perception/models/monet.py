@@ -285,16 +285,28 @@ class Monet(nn.Module):
         mean, logstd = self.component_vae.encode(xs, log_masks.reshape(b * k, 1, *x.shape[2:]))
         return mean.view(b, k, -1), logstd.view(b, k, -1)
 
-    def forward(self, x: torch.Tensor, step: int = 0) -> dict:
-        """Negative ELBO terms for a batch in [0, 1] (B, 3, H, W); per-image means."""
-        cfg = self.cfg
-        b, k = x.shape[0], cfg.slots
-        log_masks = self.attention(x)  # (B, K, H, W)
+    def decompose(self, x: torch.Tensor) -> dict:
+        """Every slot's parts for a batch in [0, 1] (B, 3, H, W): attention log masks (B, K, H, W),
+        posterior mean / log-std (B, K, D), decoded component images (B, K, 3, H, W) and the
+        component VAE's own log masks (B, K, H, W). Samples z in training mode, posterior means
+        in eval mode."""
+        b, k = x.shape[0], self.cfg.slots
+        log_masks = self.attention(x)
         mean, logstd = self.encode_slots(x, log_masks)
         z = sample_normal(mean, logstd, self.training)
         means, mask_logits = self.component_vae.decode(z.reshape(b * k, -1))
-        means = means.view(b, k, 3, *x.shape[2:])
-        log_masks_hat = F.log_softmax(mask_logits.view(b, k, *x.shape[2:]), dim=1)
+        return {
+            "log_masks": log_masks, "mean": mean, "logstd": logstd,
+            "means": means.view(b, k, 3, *x.shape[2:]),
+            "log_masks_hat": F.log_softmax(mask_logits.view(b, k, *x.shape[2:]), dim=1),
+        }
+
+    def forward(self, x: torch.Tensor, step: int = 0) -> dict:
+        """Negative ELBO terms for a batch in [0, 1] (B, 3, H, W); per-image means."""
+        cfg = self.cfg
+        parts = self.decompose(x)
+        log_masks, mean, logstd = parts["log_masks"], parts["mean"], parts["logstd"]
+        means, log_masks_hat = parts["means"], parts["log_masks_hat"]
         # mixture likelihood per pixel: channels share a slot, slots mix with the attention masks
         log_px = (-0.5 * ((x[:, None] - means) / self.sigma) ** 2 - torch.log(self.sigma) - 0.5 * math.log(2 * math.pi)).sum(2)
         nll = -torch.logsumexp(log_masks + log_px, dim=1).sum((1, 2))
