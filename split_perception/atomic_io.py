@@ -8,11 +8,13 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path) on a temp file beside `path`, fsync it, then rename it over `path`."""
+def atomic_write(path: Path, write, keep_suffix: bool = False) -> None:
+    """Call write(tmp_path) on a temp file beside `path`, fsync it, then rename it over `path`.
+    A write that raises leaves `path` as it was. keep_suffix: the temp file ends in `path`'s suffix,
+    for writers and checks that go by it (an .onnx export opened by load_detector)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix if keep_suffix else "", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)

@@ -31,7 +31,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from split_perception.atomic_io import file_sha256
+from split_perception.atomic_io import atomic_write
+from split_perception.nodes.model_holder import file_id as model_id  # the id a node reports for a file
 
 EXIT_OK, EXIT_NOT_PLACED, EXIT_NOT_RELOADED = 0, 2, 3
 # ONNX Runtime vs torch on the CPU, fp32: measured max |diff| 8e-6 on a fine-tuned shipped detector's outputs
@@ -67,11 +68,6 @@ class Deployed:
     model_type: str
     check: CheckReport
     notes: list[str] = field(default_factory=list)
-
-
-def model_id(path: Path) -> str:
-    """The id a node reports for a model file (nodes/model_holder.file_id): its SHA-256, 12 hex digits."""
-    return file_sha256(path)[:12]
 
 
 def checkpoint_model_type(checkpoint: Path) -> str:
@@ -158,7 +154,7 @@ def check_export(onnx_path: Path, checkpoint: Path, frame: np.ndarray | None = N
     return CheckReport(reference.model_type, size, diffs)
 
 
-def _fsync(path: Path) -> None:
+def _fsync_dir(path: Path) -> None:
     fd = os.open(str(path), os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -191,23 +187,24 @@ def deploy(checkpoint: Path, target: Path, expected_model_type: str | None = Non
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DeployError(f"cannot create the target folder {target.parent}: {e}") from None
-    staged = target.parent / f".{target.name}.deploy-{os.getpid()}.onnx"
-    try:
+    reports = []
+
+    def export_and_check(staged: str) -> None:
         try:
-            export_onnx(checkpoint, staged)
+            export_onnx(checkpoint, Path(staged))
         except Exception as e:  # noqa: BLE001 - a damaged checkpoint fails here in many ways
             raise DeployError(f"export of {checkpoint} failed: {e}") from None
-        report = check(staged, checkpoint)
-        _fsync(staged)
-        os.replace(staged, target)
+        reports.append(check(Path(staged), checkpoint))  # raises DeployError: nothing is placed
+
+    try:
+        atomic_write(target, export_and_check, keep_suffix=True)
         try:
-            _fsync(target.parent)  # the rename itself survives a power cut
+            _fsync_dir(target.parent)  # the rename itself survives a power cut
         except OSError:
             pass
     except OSError as e:
         raise DeployError(f"cannot write {target}: {e}") from None
-    finally:
-        staged.unlink(missing_ok=True)
+    report = reports[0]
     deployed = Deployed(target, model_id(target), model_type, report)
     deployed.notes.extend(_prebuild_engine(target))
     return deployed
