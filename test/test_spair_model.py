@@ -124,6 +124,8 @@ def test_config_validation():
         SpairConfig(image_size=50)
     with pytest.raises(ValueError, match="z_local"):
         SpairConfig(split=True, z_local=0)
+    with pytest.raises(ValueError, match="cell_size must be one of"):
+        SpairConfig(cell_size=6)
 
 
 def _single_object_scenes(seed: int, n: int):
@@ -205,10 +207,11 @@ def _raster_order_cells(model: SplitSpair, x: torch.Tensor) -> dict:
     return {k: torch.stack(v, 1) for k, v in outs.items()}
 
 
-@pytest.mark.parametrize("image_size", [48, 72])
-def test_wavefront_inference_equals_raster_order(image_size):
+@pytest.mark.parametrize("image_size,cell_size", [(48, 12), (72, 12), (48, 8)])
+def test_wavefront_inference_equals_raster_order(image_size, cell_size):
     torch.manual_seed(0)
-    model = SplitSpair(SpairConfig(image_size=image_size, pres_init_bias=0.0, **TINY)).eval()
+    model = SplitSpair(SpairConfig(image_size=image_size, cell_size=cell_size, pres_init_bias=0.0, **TINY)).eval()
+    assert model.backbone(torch.rand(1, 3, image_size, image_size)).shape[-1] == image_size // cell_size
     x = torch.rand(3, 3, image_size, image_size)
     with torch.no_grad():
         fast, reference = model.infer_cells(x, sample=False), _raster_order_cells(model, x)

@@ -1,0 +1,99 @@
+"""Where the shipped detector miscounts, and what post-processing would change, through the public API.
+
+    python benchmarks/detector_errors.py [--model PATH] [-n 200] [--seed 20000]
+
+Runs `load_detector()`'s graph once per validation scene (seed 20000 by default: never the test seed)
+and prints, per test kind:
+  * count accuracy, over- and under-count rates;
+  * error kinds per scene: `duplicate` (two kept boxes whose best ground-truth match is the same
+    object), `spurious` (a kept box overlapping no object, IoU < 0.1), `merged` (an object left
+    unmatched while a kept box overlaps it and another object), `missed` (an object no kept box
+    overlaps);
+  * count accuracy under alternative post-processing of the same graph outputs (presence
+    threshold, NMS IoU, containment suppression), so a change of default is chosen on validation
+    scenes, never on the test seed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from split_perception.box_ops import box_iou  # noqa: E402
+from split_perception.detector import load_detector, postprocess  # noqa: E402
+from split_perception.preprocessing import preprocess  # noqa: E402
+from training import scenes  # noqa: E402
+from training.evaluate import detector_test_sets  # noqa: E402
+
+
+def error_kinds(pred: np.ndarray, truth: np.ndarray) -> Counter:
+    """Count error kinds of one scene's kept boxes against its true boxes (x1 y1 x2 y2)."""
+    kinds: Counter = Counter()
+    if len(truth) == 0:
+        kinds["spurious"] += len(pred)
+        return kinds
+    if len(pred) == 0:
+        kinds["missed"] += len(truth)
+        return kinds
+    iou = box_iou(pred, truth)
+    best = iou.argmax(1)
+    overlapping = iou.max(1) >= 0.1
+    kinds["spurious"] += int((~overlapping).sum())
+    matched = Counter(best[overlapping].tolist())
+    kinds["duplicate"] += sum(c - 1 for c in matched.values())
+    for j in range(len(truth)):
+        if j in matched:
+            continue
+        if (iou[:, j] >= 0.1).any():
+            kinds["merged"] += 1
+        else:
+            kinds["missed"] += 1
+    return kinds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="ONNX export or checkpoint (default: the shipped detector)")
+    ap.add_argument("-n", type=int, default=200, help="scenes per test kind")
+    ap.add_argument("--seed", type=int, default=20_000, help="20000: validation scenes (the test seed is 10000)")
+    args = ap.parse_args()
+
+    det = load_detector(args.model)
+    size = det.input_size
+    variants = {f"thr {t} nms {n}": (t, n) for t in (0.3, 0.5, 0.7) for n in (None, 0.3, 0.5)}
+    print(f"model {det.runner.source}, backend {det.backend}, {args.n} scenes per kind, seed {args.seed}")
+    header = f"{'kind':22s} {'acc':>5s} {'over':>5s} {'under':>5s} | {'dup':>4s} {'spur':>4s} {'merge':>5s} {'miss':>4s} (per 100 scenes)"
+    print(header)
+    outputs_by_kind = {}
+    for name, cfg in detector_test_sets(size).items():
+        raw, truths = [], []
+        for i in range(args.n):
+            s = scenes.generate(cfg, args.seed, i)
+            raw.append(det.runner.run(preprocess(s.image, size)))
+            truths.append(s.boxes)
+        outputs_by_kind[name] = (raw, truths)
+        dets = [postprocess(o, (size, size), size, det.threshold, det.nms_iou) for o in raw]
+        pred_n = np.array([len(d) for d in dets])
+        true_n = np.array([len(t) for t in truths])
+        kinds = sum((error_kinds(d.boxes, t) for d, t in zip(dets, truths)), Counter())
+        per100 = {k: 100 * v / args.n for k, v in kinds.items()}
+        print(
+            f"{name:22s} {np.mean(pred_n == true_n):5.3f} {np.mean(pred_n > true_n):5.3f} {np.mean(pred_n < true_n):5.3f} | "
+            f"{per100.get('duplicate', 0):4.0f} {per100.get('spurious', 0):4.0f} {per100.get('merged', 0):5.0f} {per100.get('missed', 0):4.0f}"
+        )
+    print("\ncount accuracy by post-processing (mean over kinds; presence threshold, NMS IoU)")
+    for label, (thr, nms_iou) in variants.items():
+        accs = []
+        for raw, truths in outputs_by_kind.values():
+            counts = [len(postprocess(o, (size, size), size, thr, nms_iou)) for o in raw]
+            accs.append(np.mean(np.array(counts) == np.array([len(t) for t in truths])))
+        print(f"  {label:18s} {np.mean(accs):.3f}   min {np.min(accs):.3f}")
+
+
+if __name__ == "__main__":
+    main()
