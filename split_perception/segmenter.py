@@ -6,6 +6,7 @@ every backend gives the same result and the ONNX Runtime path never imports torc
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,8 @@ DEFAULT_SEGMENTER = "monet_rn18"
 class Segmentation:
     """Slots of one image: masks (K, H, W) soft, summing to one over K, at input resolution;
     labels (H, W) the most likely slot of each pixel; latents (K, D) one row per slot;
-    model_masks (K, h, w) the masks as the model produced them (model resolution)."""
+    model_masks (K, h, w) the masks as the model produced them (model resolution).
+    segments / segment_slots: `labels` split into connected regions (see connected_segments)."""
 
     masks: np.ndarray
     labels: np.ndarray
@@ -35,6 +37,40 @@ class Segmentation:
     @property
     def slots(self) -> int:
         return self.masks.shape[0]
+
+    @functools.cached_property
+    def _segmented(self) -> tuple[np.ndarray, np.ndarray]:
+        return connected_segments(self.labels)
+
+    @property
+    def segments(self) -> np.ndarray:
+        """(H, W) int32 segment id of each pixel: one id per connected region of one slot."""
+        return self._segmented[0]
+
+    @property
+    def segment_slots(self) -> np.ndarray:
+        """(S,) the slot of each segment id: segment i's latent is latents[segment_slots[i]]."""
+        return self._segmented[1]
+
+
+def connected_segments(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split each slot's region of `labels` into its 4-connected parts.
+
+    One attention pass gives similar-looking objects one slot (measured: 47% of the objects of
+    the rich validation rooms share a slot with another), but such objects rarely touch, so
+    the parts of a slot are mostly separate objects. On validation rooms (seed 20000, shipped
+    default) FG-ARI of the segments vs the slot labels: room 0.532 vs 0.511, room_rich 0.570 vs
+    0.495, held-out surfaces 0.601 vs 0.518, held-out shapes 0.591 vs 0.486 (docs/RESULTS.md).
+    Computed on first access only: about 0.5 ms per slot at 640 x 480.
+    Returns (segments (H, W) int32 ids 0..S-1, segment_slots (S,) int64)."""
+    segments = np.zeros(labels.shape, np.int32)
+    slots: list[int] = []
+    for k in np.unique(labels):
+        n, parts = cv2.connectedComponents((labels == k).astype(np.uint8), connectivity=4)
+        inside = parts > 0  # part 0 is everything outside slot k
+        segments[inside] = parts[inside] - 1 + len(slots)
+        slots.extend([int(k)] * (n - 1))
+    return segments, np.asarray(slots, np.int64)
 
 
 def upsample_masks(masks: np.ndarray, hw: tuple[int, int]) -> np.ndarray:

@@ -58,7 +58,23 @@ def test_any_input_size_gives_masks_at_input_resolution(tiny_segmenter_files, sh
     out = seg(img)
     assert out.masks.shape == (4,) + shape and out.labels.shape == shape and out.latents.shape == (4, 16)
     np.testing.assert_allclose(out.masks.sum(0), 1.0, atol=1e-5)
+    assert out.segments.shape == shape and (out.segment_slots[out.segments] == out.labels).all()
     np.testing.assert_array_equal(out.labels, out.masks.argmax(0))
+
+
+def test_segments_split_a_slot_into_its_separate_regions():
+    from split_perception.segmenter import connected_segments
+
+    labels = np.zeros((8, 10), np.uint8)  # slot 0: background
+    labels[1:3, 1:3] = 2  # two separate squares in slot 2 ...
+    labels[5:7, 6:9] = 2
+    labels[4, 0:3] = 1  # ... and one bar in slot 1
+    labels[0, 9] = 2  # diagonal neighbour of nothing; 4-connected parts only
+    segments, slots = connected_segments(labels)
+    assert sorted(slots.tolist()) == [0, 1, 2, 2, 2]
+    assert (slots[segments] == labels).all()  # every segment lies inside one slot
+    assert len(np.unique(segments)) == len(slots) == segments.max() + 1
+    assert segments[1, 1] != segments[5, 6] and segments[1, 1] == segments[2, 2]
 
 
 def test_backends_agree_after_post_processing(tiny_segmenter_files):
