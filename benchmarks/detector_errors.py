@@ -4,7 +4,7 @@
 
 Runs `load_detector()`'s graph once per validation scene (seed 20000 by default: never the test seed)
 and prints, per test kind:
-  * count accuracy, over- and under-count rates;
+  * count accuracy, over- and under-count rates, AP (IoU 0.1:0.9);
   * error kinds per scene: `duplicate` (two kept boxes whose best ground-truth match is the same
     object), `spurious` (a kept box overlapping no object, IoU < 0.1), `merged` (an object left
     unmatched while a kept box overlaps it and another object), `missed` (an object no kept box
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from split_perception.box_ops import box_iou  # noqa: E402
 from split_perception.detector import load_detector, postprocess  # noqa: E402
 from split_perception.preprocessing import preprocess  # noqa: E402
-from training import scenes  # noqa: E402
+from training import metrics, scenes  # noqa: E402
 from training.evaluate import detector_test_sets  # noqa: E402
 
 
@@ -67,9 +67,9 @@ def main() -> None:
     size = det.input_size
     variants = {f"thr {t} nms {n}": (t, n) for t in (0.3, 0.5, 0.7) for n in (None, 0.3, 0.5)}
     print(f"model {det.runner.source}, backend {det.backend}, {args.n} scenes per kind, seed {args.seed}")
-    header = f"{'kind':22s} {'acc':>5s} {'over':>5s} {'under':>5s} | {'dup':>4s} {'spur':>4s} {'merge':>5s} {'miss':>4s} (per 100 scenes)"
+    header = f"{'kind':22s} {'acc':>5s} {'over':>5s} {'under':>5s} {'AP':>5s} | {'dup':>4s} {'spur':>4s} {'merge':>5s} {'miss':>4s} (per 100 scenes)"
     print(header)
-    outputs_by_kind = {}
+    outputs_by_kind, accs_default = {}, []
     for name, cfg in detector_test_sets(size).items():
         raw, truths = [], []
         for i in range(args.n):
@@ -80,12 +80,15 @@ def main() -> None:
         dets = [postprocess(o, (size, size), size, det.threshold, det.nms_iou) for o in raw]
         pred_n = np.array([len(d) for d in dets])
         true_n = np.array([len(t) for t in truths])
+        accs_default.append(np.mean(pred_n == true_n))
         kinds = sum((error_kinds(d.boxes, t) for d, t in zip(dets, truths)), Counter())
         per100 = {k: 100 * v / args.n for k, v in kinds.items()}
+        ap = metrics.mean_average_precision([d.boxes for d in dets], [d.scores for d in dets], truths)
         print(
-            f"{name:22s} {np.mean(pred_n == true_n):5.3f} {np.mean(pred_n > true_n):5.3f} {np.mean(pred_n < true_n):5.3f} | "
+            f"{name:22s} {np.mean(pred_n == true_n):5.3f} {np.mean(pred_n > true_n):5.3f} {np.mean(pred_n < true_n):5.3f} {ap:5.3f} | "
             f"{per100.get('duplicate', 0):4.0f} {per100.get('spurious', 0):4.0f} {per100.get('merged', 0):5.0f} {per100.get('missed', 0):4.0f}"
         )
+    print(f"{'mean':22s} {np.mean(accs_default):5.3f}   (min {np.min(accs_default):.3f})")
     print("\ncount accuracy by post-processing (mean over kinds; presence threshold, NMS IoU)")
     for label, (thr, nms_iou) in variants.items():
         accs = []
