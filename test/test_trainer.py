@@ -112,7 +112,8 @@ def test_learning_rate_decays_linearly_over_the_last_steps_and_the_config_wins_o
     # a run resumed with another lr trains with it (the optimizer state's stored lr does not win)
     out = tmp_path / "run"
     assert subprocess.run(train_cmd(out, 3), capture_output=True, timeout=120).returncode == 0
-    assert subprocess.run(train_cmd(out, 5, ["train.lr=2.5e-5"]), capture_output=True, timeout=120).returncode == 0
+    assert subprocess.run(train_cmd(out, 5, ["train.lr=2.5e-5", "train.lr_decay_steps=0"]), capture_output=True,
+                          timeout=120).returncode == 0
     with safe_open(str(out / "optimizer.safetensors"), "pt") as f:
         groups = json.loads(f.metadata()["param_groups"])
     assert {g["lr"] for g in groups} == {2.5e-5}
