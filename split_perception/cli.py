@@ -134,10 +134,15 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_deploy(args) -> int:
-    from split_perception.deploy import ros_connector, run_deploy
+    from split_perception.deploy import run_deploy
+
+    try:  # the ROS side (rclpy) is optional: without it a node cannot be asked, and --out says where
+        from split_perception.nodes.reload_client import ros_connect
+    except ImportError:
+        ros_connect = None
 
     return run_deploy(Path(args.checkpoint), node=args.node, out=Path(args.out) if args.out else None,
-                      connect=ros_connector(), say=lambda line: print(f"split-perception deploy: {line}", flush=True))
+                      connect=ros_connect, say=lambda line: print(f"split-perception deploy: {line}", flush=True))
 
 
 def _cmd_trt_check(args) -> int:

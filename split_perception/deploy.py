@@ -336,21 +336,3 @@ def run_deploy(checkpoint: Path, node: str | None = None, out: Path | None = Non
     finally:
         if client is not None:
             client.close()
-
-
-def ros_connector() -> Callable[[str], NodeClient] | None:
-    """nodes/reload_client.RosNodeClient when rclpy is importable, else None."""
-    try:
-        import rclpy  # noqa: F401
-    except ImportError:
-        return None
-    from split_perception.nodes.reload_client import RosNodeClient
-
-    def connect(name: str) -> NodeClient:
-        try:
-            return RosNodeClient(name)
-        except Exception as e:  # noqa: BLE001 - rclpy / the RMW failing to start: no node can be reached
-            raise NodeUnreachable(f"cannot start a ROS client to reach {name}: {type(e).__name__}: {e}") from None
-
-    return connect
-

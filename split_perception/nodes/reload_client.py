@@ -100,3 +100,11 @@ class RosNodeClient:
             self.node.destroy_node()
         finally:
             self.context.try_shutdown()
+
+
+def ros_connect(name: str) -> RosNodeClient:
+    """run_deploy's `connect`: a client of node `name`, or NodeUnreachable when rclpy or the RMW cannot start."""
+    try:
+        return RosNodeClient(name)
+    except Exception as e:  # noqa: BLE001 - rclpy / the RMW failing to start: no node can be reached
+        raise NodeUnreachable(f"cannot start a ROS client to reach {name}: {type(e).__name__}: {e}") from None
