@@ -36,13 +36,15 @@ Background = Literal[
     "vignette", "plaid", "texture_test",  # held-out kinds
 ]
 Palette = Literal["train", "test"]
-Sprites = Literal["digits", "shapes", "mixed", "shapes_test"]
+Sprites = Literal["digits", "shapes", "mixed", "varied", "shapes_test"]
 
 TRAIN_BACKGROUNDS: tuple[str, ...] = ("solid", "gradient", "checkerboard", "stripes", "texture", "noise")
 HELD_OUT_BACKGROUNDS: tuple[str, ...] = ("vignette", "plaid", "texture_test")
 BACKGROUNDS: tuple[str, ...] = TRAIN_BACKGROUNDS + HELD_OUT_BACKGROUNDS
 TRAIN_SPRITES = "mixed"
 HELD_OUT_SPRITES = "shapes_test"
+# "varied" = "mixed" plus procedural random shapes (random_shape_masks): more shapes than any fixed bank
+SPRITE_KINDS: tuple[str, ...] = ("digits", "shapes", "mixed", "varied", HELD_OUT_SPRITES)
 
 # Room surfaces: the kinds a sky / wall / floor region may be painted with (one drawn per region).
 ROOM_TRAIN_SURFACES: tuple[str, ...] = ("flat", "shaded", "tiles", "stripes", "texture", "noise")
@@ -87,7 +89,7 @@ class MultiObjectConfig:
     def __post_init__(self):
         if self.background not in BACKGROUNDS:
             raise ValueError(f"unknown background {self.background!r}; kinds: {BACKGROUNDS}")
-        if self.sprites not in ("digits", "shapes", "mixed", "shapes_test"):
+        if self.sprites not in SPRITE_KINDS:
             raise ValueError(f"unknown sprites {self.sprites!r}")
         if not 0.0 <= self.object_shading < 2.0:
             raise ValueError(f"object_shading must be in [0, 2), got {self.object_shading}")
@@ -293,6 +295,42 @@ def _test_shape_masks(size: int) -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
+RANDOM_SHAPES_PER_SIZE = 900
+_RANDOM_SHAPE_SEED = 7_340_033  # fixed: the bank is a constant of the generator, as the digits are
+
+
+@lru_cache(maxsize=64)
+def random_shape_masks(size: int) -> tuple[np.ndarray, ...]:
+    """Procedural training shapes, so that "an object" is not learnt as one of a few outlines:
+    half star-convex polygons (3-9 corners at jittered angles and random radii, so convex and
+    concave ones), half smooth blobs (a circle whose radius carries random 2nd-4th harmonics);
+    each stretched to an aspect ratio in [0.55, 1] (long side `size` px) and rotated at random.
+    The held-out test shapes (_test_shape_masks) are named outlines drawn by hand, not drawn
+    from this family, though some random polygons come close to them."""
+    rng = np.random.default_rng([_RANDOM_SHAPE_SEED, size])
+    out = []
+    for i in range(RANDOM_SHAPES_PER_SIZE):
+        if i % 2 == 0:
+            n = int(rng.integers(3, 10))
+            theta = (np.arange(n) + rng.uniform(-0.3, 0.3, n)) * (2 * np.pi / n)
+            radius = rng.uniform(0.45, 1.0, n)
+        else:
+            theta = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+            radius = np.ones_like(theta)
+            for k in (2, 3, 4):
+                radius += rng.uniform(0, 0.3 / k * 2) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+        x, y = radius * np.cos(theta), radius * rng.uniform(0.55, 1.0) * np.sin(theta)
+        turn = rng.uniform(0, 2 * np.pi)
+        x, y = x * np.cos(turn) - y * np.sin(turn), x * np.sin(turn) + y * np.cos(turn)
+        pts = np.stack([x, y], 1)
+        pts = (pts - pts.min(0)) / max(float(np.ptp(pts, 0).max()), 1e-6)  # long side spans [0, 1]
+        pts += (1.0 - pts.max(0)) / 2.0  # centre the short side
+        mask = _poly_mask(pts, size)
+        if mask.sum() >= size:  # drop slivers too thin to draw at this size
+            out.append(mask)
+    return tuple(out)
+
+
 def _digit_masks(size: int) -> list[np.ndarray]:
     from sklearn.datasets import load_digits  # ships inside scikit-learn's wheel: no network
 
@@ -311,12 +349,14 @@ def _digit_masks(size: int) -> list[np.ndarray]:
 def sprite_bank(kind: str, size: int) -> tuple[np.ndarray, ...]:
     """All sprite masks of one side length, each cropped to its tight bounding box."""
     masks = []
-    if kind in ("digits", "mixed"):
+    if kind in ("digits", "mixed", "varied"):
         masks += _digit_masks(size)
-    if kind in ("shapes", "mixed"):
+    if kind in ("shapes", "mixed", "varied"):
         shapes = _shape_masks(size)
         # keep shapes a fair share of a mixed bank (there are ~1800 digits, 6 shapes)
         masks += list(shapes) * (1 if kind == "shapes" else 60)
+    if kind == "varied":
+        masks += list(random_shape_masks(size))
     if kind == "shapes_test":
         masks += list(_test_shape_masks(size))
     if not masks:

@@ -47,7 +47,8 @@ class DataConfig:
     # multi_object: background kinds, mixed within every batch (scenes.TRAIN_BACKGROUNDS; the
     # held-out kinds scenes.HELD_OUT_BACKGROUNDS are for testing)
     backgrounds: tuple[str, ...] = scenes.TRAIN_BACKGROUNDS
-    sprites: str = scenes.TRAIN_SPRITES
+    sprites: str = scenes.TRAIN_SPRITES  # scenes.SPRITE_KINDS; "varied" adds procedural random shapes
+    sprite_size_jitter: int = 2  # sprite side drawn from (14 px at 48 px, scaled) +- this many px
     palette: str = "train"
     image_size: int = 48
     max_objects: int = 5
@@ -232,6 +233,7 @@ class SceneStream:
                     image_size=data.image_size, background=bg, palette=data.palette,
                     max_objects=data.max_objects, min_objects=data.min_objects, sprites=data.sprites,
                     sprite_size=max(6, round(14 * data.image_size / 48)),
+                    sprite_size_jitter=data.sprite_size_jitter,
                 )
                 for bg in data.backgrounds
             ]
