@@ -1,13 +1,17 @@
 """ROS 2 node benchmark: what the nodes add over the bare API, and both nodes under a 30 Hz camera.
 
     python benchmarks/bench_nodes.py [--seconds 60] [--rate 30] [--n 100] [--backend auto]
+                                     [--dds-profile PATH|none] [--both]
 
 Needs rclpy (the .venv's PyPI wheels or a sourced ROS 2 install). Traffic stays on this machine
 (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) in a random ROS_DOMAIN_ID unless those are set. Frames
 are 640 x 480 rgb8 (procedural scenes resized up), published by this process with sensor-data
 QoS (best effort, depth 5), as a camera driver does; the outputs are read with the nodes' output
 QoS (reliable, 10). Answers are matched to frames by header stamp (the nodes copy the input
-header); latencies are this process's clock, publish -> answer received.
+header); latencies are this process's clock, publish -> answer received. This process and the
+nodes run with the Fast DDS profile that detect.launch.py gives its nodes (--dds-profile, default
+config/fastdds_camera_frames.xml: shared memory that holds a whole frame); `--dds-profile none`
+measures Fast DDS's defaults, `--both` runs the benchmark twice, without and with the profile.
 
 1. Latency, detector only (`python -m split_perception.nodes.detector_node`, image remapped to
    /bench/image): one frame at a time, the next after the answer (no frame is dropped or
@@ -259,12 +263,29 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=30.0, help="camera rate of the load run, Hz")
     ap.add_argument("--n", type=int, default=100, help="frames for the latency comparison")
     ap.add_argument("--backend", default="auto", help="backend of both nodes and of the bare API")
+    ap.add_argument("--dds-profile", default="", help="Fast DDS XML profile of this process (the camera) and the "
+                    "nodes; 'none': Fast DDS defaults; default: what detect.launch.py uses")
+    ap.add_argument("--both", action="store_true", help="run twice, with --dds-profile none and then the default")
     args = ap.parse_args(argv)
+    if args.both:
+        rest = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--both"]
+        for profile in ("none", ""):
+            print(f"\n===== Fast DDS profile: {profile or 'the launch default'} =====", flush=True)
+            subprocess.run([sys.executable, __file__, *rest, "--dds-profile", profile or "default"], check=True)
+        return 0
+    from split_perception import launch_spec
+
+    profile = "" if args.dds_profile == "none" else (
+        launch_spec.defaults()["dds_profile"] if args.dds_profile in ("", "default") else args.dds_profile)
+    for variable in launch_spec.DDS_PROFILE_VARIABLES:  # before rclpy starts Fast DDS in this process
+        os.environ.pop(variable, None)
+    os.environ.update(launch_spec.dds_environment(profile))
 
     t_start = time.perf_counter()
     print(machine_line())
     print(f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, RMW={os.environ.get('RMW_IMPLEMENTATION', 'default')}, "
-          f"frames {WIDTH}x{HEIGHT} rgb8, camera QoS sensor-data (best effort, depth 5)", flush=True)
+          f"frames {WIDTH}x{HEIGHT} rgb8, camera QoS sensor-data (best effort, depth 5), "
+          f"Fast DDS profile: {profile or 'none (defaults)'}", flush=True)
     frames = make_frames(30)
     with tempfile.TemporaryDirectory() as d:
         bench = Bench(frames, Path(d), args.backend)

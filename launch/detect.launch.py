@@ -15,6 +15,9 @@ values of it only when they are set (empty: as in the file).
     camera:=false camera_source:=procedural|folder|video|bag camera_path:= camera_info:=/camera/camera_info
     record:=false record_dir:= recorder_params:=           scene_recorder on `image` (config/scene_recorder.yaml),
                                                           writing a dataset folder to record_dir (empty: as in the file)
+    dds_profile:=<config/fastdds_camera_frames.xml>       Fast DDS profile of every node: shared memory big enough
+                                                          for whole camera frames (empty: none; an environment's
+                                                          FASTRTPS_DEFAULT_PROFILES_FILE wins over the package's)
 
 The nodes, their arguments and defaults are described once, in split_perception/launch_spec.py;
 the pip-only runner behind `make demo` (split_perception/demo.py) starts its processes from the
@@ -26,10 +29,10 @@ import tempfile
 import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, GroupAction
+from launch.actions import DeclareLaunchArgument, GroupAction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitution import Substitution
-from launch.substitutions import LaunchConfiguration
+from launch.substitutions import LaunchConfiguration, NotEqualsSubstitution
 from launch_ros.actions import Node
 
 from split_perception import launch_spec
@@ -94,5 +97,8 @@ def generate_launch_description():
     return LaunchDescription(
         [DeclareLaunchArgument(a.name, default_value=defaults[a.name], description=a.description or a.name)
          for a in launch_spec.ARGUMENTS]
+        # before the nodes: the variables reach every process started after them
+        + [SetEnvironmentVariable(variable, arg("dds_profile"), condition=IfCondition(NotEqualsSubstitution(arg("dds_profile"), "")))
+           for variable in launch_spec.DDS_PROFILE_VARIABLES]
         + [node_action(spec) for spec in launch_spec.NODES]
     )

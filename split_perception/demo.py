@@ -286,7 +286,7 @@ class DemoRun:
         camera_extra = {"source": "procedural", "background": self.args.background, "palette": self.args.palette,
                         "seed": self.args.seed, "rate_hz": float(self.args.rate), "max_frames": self.args.frames,
                         "wait_for_subscribers": 3, "frame_id": "demo_camera"}
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **launch_spec.dds_environment(values["dds_profile"]))
         env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self._camera_start = None

@@ -10,6 +10,7 @@ remappings).
 """
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +71,13 @@ ARGUMENTS: tuple[Argument, ...] = (
     Argument("record", "false", "also start scene_recorder, writing the frames on `image` to a dataset folder"),
     Argument("record_dir", "", "scene_recorder output_dir; empty: as in recorder_params"),
     Argument("recorder_params", description="params file of scene_recorder", config_file="scene_recorder.yaml"),
+    Argument("dds_profile", description="Fast DDS XML profile every node starts with (shared memory that holds "
+             "whole camera frames); empty: none. Default: the one the environment names, else the package's",
+             config_file="fastdds_camera_frames.xml"),
 )
+
+# Where Fast DDS looks for an XML profile: 2.x (ROS 2 Jazzy) and 3.x (later distributions)
+DDS_PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
 
 NODES: tuple[NodeSpec, ...] = (
     NodeSpec("detector", "detector_node", f"{PACKAGE}.nodes.detector_node", "split_spair_detector", "detector_params",
@@ -105,9 +112,20 @@ def config_dir() -> Path:
 
 
 def defaults(config: Path | str | None = None) -> dict[str, str]:
-    """Every argument's default value (params files in `config`, default: config_dir())."""
+    """Every argument's default value (params files in `config`, default: config_dir()). A Fast DDS
+    profile the environment already names is the dds_profile default: the user's choice wins."""
     config = Path(config) if config else config_dir()
-    return {a.name: str(config / a.config_file) if a.config_file else a.default for a in ARGUMENTS}
+    values = {a.name: str(config / a.config_file) if a.config_file else a.default for a in ARGUMENTS}
+    own_profile = next((os.environ[v] for v in DDS_PROFILE_VARIABLES if os.environ.get(v)), "")
+    if own_profile:
+        values["dds_profile"] = own_profile
+    return values
+
+
+def dds_environment(profile: str) -> dict[str, str]:
+    """The environment variables that make Fast DDS load `profile` (a dds_profile value; empty: none).
+    Other middlewares ignore them."""
+    return {variable: profile for variable in DDS_PROFILE_VARIABLES} if profile else {}
 
 
 def is_true(value: str) -> bool:

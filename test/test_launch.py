@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ROS2_TOOLS = ROOT.parent / "shared" / "ros2-tools"
 ARGUMENTS = {"image", "namespace", "detector", "slots", "backend", "detector_model", "segmenter_model",
              "detector_params", "segmenter_params", "camera", "camera_source", "camera_path", "camera_info",
-             "camera_params", "record", "record_dir", "recorder_params"}
+             "camera_params", "record", "record_dir", "recorder_params", "dds_profile"}
 
 
 def context_with(desc, **values):
@@ -234,6 +234,36 @@ def check_enable_and_reload(node, executor, name: str, statuses: list, log_path:
     assert model_id != "none" and model_id in response.message, (model_id, response.message)
 
 
+def test_dds_profile_reaches_the_nodes_unless_empty_and_the_environment_wins(monkeypatch):
+    pytest.importorskip("launch_ros")
+    from launch.actions import SetEnvironmentVariable
+
+    from split_perception import launch_spec
+
+    for variable in launch_spec.DDS_PROFILE_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    profile = launch_spec.defaults(ROOT / "config")["dds_profile"]
+    assert Path(profile) == ROOT / "config" / "fastdds_camera_frames.xml"
+    import xml.etree.ElementTree as ET
+
+    sizes = [int(e.text) for e in ET.parse(profile).iter() if e.tag.endswith("segment_size")]
+    assert sizes and min(sizes) >= 4 * 640 * 480 * 3, "the segment holds several 640 x 480 rgb8 frames"
+    assert launch_spec.dds_environment("") == {}
+    assert set(launch_spec.dds_environment(profile).values()) == {profile}
+    monkeypatch.setenv("FASTRTPS_DEFAULT_PROFILES_FILE", "/mine.xml")
+    assert launch_spec.defaults(ROOT / "config")["dds_profile"] == "/mine.xml"
+    monkeypatch.delenv("FASTRTPS_DEFAULT_PROFILES_FILE")
+
+    _, desc = load_launch_description(ROOT)
+    setters = [e for e in desc.entities if isinstance(e, SetEnvironmentVariable)]
+    assert {"".join(s.perform(None) for s in e.name) for e in setters} == set(launch_spec.DDS_PROFILE_VARIABLES)
+    first_node = min(desc.entities.index(n) if n in desc.entities else len(desc.entities) for n, _ in nodes_of(desc))
+    assert all(desc.entities.index(e) < first_node for e in setters), "set before any node starts"
+    for values, applies in (({}, True), ({"dds_profile": ""}, False)):
+        context = context_with(desc, **values)
+        assert all(e.condition.evaluate(context) == applies for e in setters)
+
+
 def test_ros2_launch_with_a_camera_runs_end_to_end_and_ctrl_c_ends_every_process(tmp_path):
     """colcon build + `ros2 launch ... camera:=true slots:=true`: detections and slot masks carry the
     camera's stamps; ~/enable and ~/reload of both launched nodes answer and act; SIGINT (Ctrl-C)
@@ -279,6 +309,11 @@ def test_ros2_launch_with_a_camera_runs_end_to_end_and_ctrl_c_ends_every_process
         children = descendants(launch.pid)
         names = " ".join(" ".join(c.cmdline()) for c in children)
         assert "detector_node" in names and "camera_source" in names and "segmenter_node" in names
+        for c in children:  # every node (the camera above all) runs with the frame-sized DDS profile
+            if "--ros-args" in c.cmdline():
+                profile = c.environ().get("FASTRTPS_DEFAULT_PROFILES_FILE", "")
+                assert profile.startswith(str(install)) and Path(profile).is_file(), (c.cmdline(), profile)
+                assert profile.endswith("share/split_perception/config/fastdds_camera_frames.xml"), profile
         for name in ("/robot/split_spair_detector", "/robot/monet_segmenter"):
             check_enable_and_reload(node, executor, name, statuses, log_path=tmp_path / "launch.log")
         launch.send_signal(signal.SIGINT)  # what Ctrl-C sends
