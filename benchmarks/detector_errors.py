@@ -1,6 +1,7 @@
 """Where the shipped detector miscounts, and what post-processing would change, through the public API.
 
-    python benchmarks/detector_errors.py [--model PATH] [-n 200] [--seed 20000]
+    python benchmarks/detector_errors.py [--model PATH] [-n 200] [--seed 20000] [--kinds a,b]
+                                         [--sprite-size 18 [--sprite-jitter 2]]
 
 Runs `load_detector()`'s graph once per validation scene (seed 20000 by default: never the test seed)
 and prints, per test kind:
@@ -16,6 +17,7 @@ and prints, per test kind:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections import Counter
 from pathlib import Path
@@ -76,6 +78,9 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="ONNX export or checkpoint (default: the shipped detector)")
     ap.add_argument("-n", type=int, default=200, help="scenes per test kind")
     ap.add_argument("--seed", type=int, default=20_000, help="20000: validation scenes (the test seed is 10000)")
+    ap.add_argument("--sprite-size", type=int, default=0, help="object side in px (default: the test sets' 14 +- 2)")
+    ap.add_argument("--sprite-jitter", type=int, default=2, help="with --sprite-size: side drawn from size +- this")
+    ap.add_argument("--kinds", default="", help="comma-separated test kinds (default: all)")
     args = ap.parse_args()
 
     det = load_detector(args.model)
@@ -86,7 +91,14 @@ def main() -> None:
     header = f"{'kind':22s} {'acc':>5s} {'over':>5s} {'under':>5s} {'AP':>5s} | {'dup':>4s} {'spur':>4s} {'merge':>5s} {'miss':>4s} (per 100 scenes)"
     print(header)
     outputs_by_kind, accs_default = {}, []
-    for name, cfg in detector_test_sets(size).items():
+    sets = detector_test_sets(size)
+    if args.kinds:
+        sets = {k: sets[k] for k in args.kinds.split(",")}
+    if args.sprite_size:  # the same scenes' kinds with objects of another size: does counting hold up?
+        sets = {k: dataclasses.replace(c, sprite_size=args.sprite_size, sprite_size_jitter=args.sprite_jitter)
+                for k, c in sets.items()}
+        print(f"object sides {args.sprite_size} +- {args.sprite_jitter} px")
+    for name, cfg in sets.items():
         raw, truths = [], []
         for i in range(args.n):
             s = scenes.generate(cfg, args.seed, i)
