@@ -263,20 +263,19 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=30.0, help="camera rate of the load run, Hz")
     ap.add_argument("--n", type=int, default=100, help="frames for the latency comparison")
     ap.add_argument("--backend", default="auto", help="backend of both nodes and of the bare API")
-    ap.add_argument("--dds-profile", default="", help="Fast DDS XML profile of this process (the camera) and the "
+    ap.add_argument("--dds-profile", default="default", help="Fast DDS XML profile of this process (the camera) and the "
                     "nodes; 'none': Fast DDS defaults; default: what detect.launch.py uses")
     ap.add_argument("--both", action="store_true", help="run twice, with --dds-profile none and then the default")
     args = ap.parse_args(argv)
     if args.both:
         rest = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--both"]
-        for profile in ("none", ""):
-            print(f"\n===== Fast DDS profile: {profile or 'the launch default'} =====", flush=True)
-            subprocess.run([sys.executable, __file__, *rest, "--dds-profile", profile or "default"], check=True)
+        for profile in ("none", "default"):
+            print(f"\n===== Fast DDS profile: {profile} =====", flush=True)
+            subprocess.run([sys.executable, __file__, *rest, "--dds-profile", profile], check=True)
         return 0
     from split_perception import launch_spec
 
-    profile = "" if args.dds_profile == "none" else (
-        launch_spec.defaults()["dds_profile"] if args.dds_profile in ("", "default") else args.dds_profile)
+    profile = {"none": "", "default": launch_spec.defaults()["dds_profile"]}.get(args.dds_profile, args.dds_profile)
     for variable in launch_spec.DDS_PROFILE_VARIABLES:  # before rclpy starts Fast DDS in this process
         os.environ.pop(variable, None)
     os.environ.update(launch_spec.dds_environment(profile))

@@ -1,4 +1,8 @@
 """A sensor_msgs/Image and a vision_msgs/Detection2DArray cross real DDS between two processes."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -8,6 +12,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 from ros_helpers import spawn_python, spin_until, stop  # noqa: E402
+from split_perception import launch_spec  # noqa: E402
 from split_perception.image_conversion import image_to_array  # noqa: E402
 
 PUBLISHER = r"""
@@ -100,10 +105,6 @@ time.sleep(2.0)
 def _camera_frames_received(env: dict, n: int) -> set:
     """Stamps of the 640 x 480 rgb8 frames, published best effort at 20 Hz by a process started with
     `env` (and no Fast DDS profile of this environment's), that reach a sensor-data subscriber in this process."""
-    import os
-    import subprocess
-    import sys
-
     from rclpy.qos import qos_profile_sensor_data
 
     context = rclpy.context.Context()
@@ -113,8 +114,6 @@ def _camera_frames_received(env: dict, n: int) -> set:
     node.create_subscription(Image, "test_camera_frames", lambda m: got.add(m.header.stamp.sec), qos_profile_sensor_data)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    from split_perception import launch_spec
-
     base = {k: v for k, v in os.environ.items() if k not in launch_spec.DDS_PROFILE_VARIABLES}
     proc = subprocess.Popen([sys.executable, "-c", FRAME_PUBLISHER, str(n)], env={**base, **env},
                             stderr=subprocess.PIPE, text=True)
@@ -135,8 +134,6 @@ def test_camera_frames_cross_whole_with_the_launch_dds_profile():
     crosses as ~14 UDP fragments, and best effort loses the frame with any one of them (on a loaded
     machine, 20-60 % of frames: docs/RESULTS.md). The profile that detect.launch.py and `make demo`
     give every node sizes the segment for whole frames. The publisher's side is what counts."""
-    from split_perception import launch_spec
-
     profile = launch_spec.defaults()["dds_profile"]
     assert profile.endswith("fastdds_camera_frames.xml")
     n = 40

@@ -26,7 +26,7 @@ import colorsys
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
@@ -44,7 +44,7 @@ BACKGROUNDS: tuple[str, ...] = TRAIN_BACKGROUNDS + HELD_OUT_BACKGROUNDS
 TRAIN_SPRITES = "mixed"
 HELD_OUT_SPRITES = "shapes_test"
 # "varied" = "mixed" plus procedural random shapes (random_shape_masks): more shapes than any fixed bank
-SPRITE_KINDS: tuple[str, ...] = ("digits", "shapes", "mixed", "varied", HELD_OUT_SPRITES)
+SPRITE_KINDS: tuple[str, ...] = get_args(Sprites)
 
 # Room surfaces: the kinds a sky / wall / floor region may be painted with (one drawn per region).
 ROOM_TRAIN_SURFACES: tuple[str, ...] = ("flat", "shaded", "tiles", "stripes", "texture", "noise")
