@@ -1,16 +1,21 @@
 """Slot segmenters through the public API, as a user calls them: FG-ARI and MSC of
-`load_segmenter(path)(rgb).labels` (one label per slot) and of `.segments` (each slot's connected
-regions apart) on every room test kind (held-out scenes, seed 10000).
+`load_segmenter(path, refine_edges=...)(rgb).labels` (one label per slot) and of `.segments` (each
+slot's connected regions apart) on every room test kind (held-out scenes, seed 10000), with the
+colour edge refinement off and on.
 
-    python benchmarks/segmenter_api_eval.py [MODEL.onnx ...] [-n 300]
+    python benchmarks/segmenter_api_eval.py [MODEL.onnx ...] [-n 300] [--seed 20000]
 
-No path: the shipped default. Prints one row per model and test kind.
+No path: the shipped default. Prints one row per model, refinement setting and output; --seed
+20000 gives the validation scenes (for choosing settings; the default seed is the test scenes).
+Then the API's latency per 640 x 480 frame (rich rooms scaled up), refinement off and on,
+interleaved call by call in this process.
 """
 from __future__ import annotations
 
 import argparse
 import time
 
+import cv2
 import numpy as np
 
 from split_perception import load_segmenter
@@ -22,29 +27,50 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="*", default=[None])
     ap.add_argument("-n", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=TEST_SEED)
     args = ap.parse_args(argv)
-    print("| model | output | input px | K | " + " | ".join(f"{k} FG-ARI / MSC" for k in scenes.ROOM_TEST_KINDS) + " |")
-    print("| --- " * (4 + len(scenes.ROOM_TEST_KINDS)) + "|")
+    print("| model | edges refined | output | input px | K | " + " | ".join(f"{k} FG-ARI / MSC" for k in scenes.ROOM_TEST_KINDS) + " |")
+    print("| --- " * (5 + len(scenes.ROOM_TEST_KINDS)) + "|")
     for path in args.models:
-        seg = load_segmenter(path, backend="onnxruntime")
-        cells, k = {"labels": [], "segments": []}, None
-        t = time.perf_counter()
-        for kind in scenes.ROOM_TEST_KINDS:
-            cfg = scenes.room_kind_config(kind, 64)
-            scores = {name: ([], []) for name in cells}
-            for i in range(args.n):
-                s = scenes.generate(cfg, TEST_SEED, i)
-                out = seg(s.image)
-                k = out.slots
+        for refine in (False, True):
+            seg = load_segmenter(path, backend="onnxruntime", refine_edges=refine)
+            cells, k = {"labels": [], "segments": []}, None
+            t = time.perf_counter()
+            for kind in scenes.ROOM_TEST_KINDS:
+                cfg = scenes.room_kind_config(kind, 64)
+                scores = {name: ([], []) for name in cells}
+                for i in range(args.n):
+                    s = scenes.generate(cfg, args.seed, i)
+                    out = seg(s.image)
+                    k = out.slots
+                    for name, (aris, mscs) in scores.items():
+                        pred = getattr(out, name)
+                        aris.append(metrics.foreground_ari(s.labels, pred))
+                        mscs.append(metrics.mean_segmentation_covering(s.labels, pred))
                 for name, (aris, mscs) in scores.items():
-                    pred = getattr(out, name)
-                    aris.append(metrics.foreground_ari(s.labels, pred))
-                    mscs.append(metrics.mean_segmentation_covering(s.labels, pred))
-            for name, (aris, mscs) in scores.items():
-                cells[name].append(f"{np.nanmean(aris):.3f} / {np.nanmean(mscs):.3f}")
-        for name, row in cells.items():
-            print(f"| {path or 'shipped default'} | {name} | {seg.input_size} | {k} | " + " | ".join(row) + " |", flush=True)
-        print(f"  ({len(scenes.ROOM_TEST_KINDS) * args.n} frames in {time.perf_counter() - t:.0f} s)")
+                    cells[name].append(f"{np.nanmean(aris):.3f} / {np.nanmean(mscs):.3f}")
+            for name, row in cells.items():
+                print(f"| {path or 'shipped default'} | {'yes' if refine else 'no'} | {name} | {seg.input_size} | {k} | "
+                      + " | ".join(row) + " |", flush=True)
+            print(f"  ({len(scenes.ROOM_TEST_KINDS) * args.n} frames in {time.perf_counter() - t:.0f} s)")
+        print_latency(path, args.seed)
+
+
+def print_latency(path, seed: int, frames: int = 50, rounds: int = 6) -> None:
+    cfg = scenes.room_kind_config("room_rich", 64)
+    vga = [cv2.resize(scenes.generate(cfg, seed, i).image, (640, 480), interpolation=cv2.INTER_LINEAR) for i in range(frames)]
+    apis = {refine: load_segmenter(path, backend="onnxruntime", refine_edges=refine) for refine in (False, True)}
+    times = {refine: [] for refine in apis}
+    for r in range(rounds + 1):  # round 0 warms up
+        for frame in vga:
+            for refine, api in apis.items():
+                t0 = time.perf_counter()
+                api(frame)
+                if r:
+                    times[refine].append(time.perf_counter() - t0)
+    off, on = (1000 * np.median(times[k]) for k in (False, True))
+    print(f"  API latency, 640 x 480 rgb8 frames, p50: edges unrefined {off:.2f} ms, refined {on:.2f} ms "
+          f"(+{on - off:.2f} ms, x{on / off:.2f}; {1000 / on:.0f} frames/s)", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The public slot-segmentation API: `load_segmenter(path=None, backend="auto")(rgb) -> Segmentation`.
 
 MONet / MONet-RN50* over any backend. Pre-processing is the detectors' (preprocessing.py);
-post-processing (mask upsampling to the input size, renormalisation, labels) is numpy, so
-every backend gives the same result and the ONNX Runtime path never imports torch.
+post-processing (mask edges refined by colour at model resolution, see mask_refinement.py;
+upsampling to the input size, renormalisation, labels) is numpy, so every backend gives the
+same result and the ONNX Runtime path never imports torch.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 
 from .backends import ModelRunner, open_runner
+from .mask_refinement import refine_masks
 from .preprocessing import default_model_path, preprocess
 
 log = logging.getLogger("split_perception")
@@ -26,7 +28,8 @@ DEFAULT_SEGMENTER = "monet_rn18"
 class Segmentation:
     """Slots of one image: masks (K, H, W) soft, summing to one over K, at input resolution;
     labels (H, W) the most likely slot of each pixel; latents (K, D) one row per slot;
-    model_masks (K, h, w) the masks as the model produced them (model resolution).
+    model_masks (K, h, w) the masks at model resolution that `masks` is upsampled from (the
+    model's own, with edges refined by colour unless the segmenter's refine_edges is off).
     segments / segment_slots: `labels` split into connected regions (see connected_segments)."""
 
     masks: np.ndarray
@@ -93,19 +96,26 @@ def upsample_masks(masks: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return up.transpose(2, 0, 1)
 
 
-def postprocess_slots(outputs: dict, image_hw: tuple[int, int]) -> Segmentation:
+def postprocess_slots(outputs: dict, image_hw: tuple[int, int], model_input: np.ndarray | None = None) -> Segmentation:
+    """Segmentation of one frame from the model's outputs; model_input (1, 3, h, w), the frame as
+    the model saw it: when given, mask edges are refined by its colours (refine_masks)."""
     model_masks = outputs["masks"][0].astype(np.float32)
+    if model_input is not None:
+        model_masks = refine_masks(model_input[0].transpose(1, 2, 0), model_masks)
     masks = upsample_masks(model_masks, image_hw)
     return Segmentation(masks=masks, labels=masks.argmax(0).astype(np.uint8), latents=outputs["latents"][0].astype(np.float32), model_masks=model_masks)
 
 
 class Segmenter:
-    """Call it on RGB uint8 frames of any size."""
+    """Call it on RGB uint8 frames of any size. refine_edges: move mask edges onto the frame's
+    colour edges (mask_refinement.py; FG-ARI of the segments +0.21 to +0.45 on the room test sets,
+    docs/RESULTS.md)."""
 
-    def __init__(self, runner: ModelRunner):
+    def __init__(self, runner: ModelRunner, refine_edges: bool = True):
         if runner.model_type != "monet":
             raise ValueError(f"{runner.source}: holds a '{runner.model_type}' model, not a slot segmenter")
         self.runner = runner
+        self.refine_edges = bool(refine_edges)
         self.input_size = int(runner.metadata["input_size"])
 
     @property
@@ -113,13 +123,14 @@ class Segmenter:
         return self.runner.backend
 
     def __call__(self, image: np.ndarray) -> Segmentation:
-        outputs = self.runner.run(preprocess(image, self.input_size))
-        return postprocess_slots(outputs, image.shape[:2])
+        x = preprocess(image, self.input_size)
+        outputs = self.runner.run(x)
+        return postprocess_slots(outputs, image.shape[:2], x if self.refine_edges else None)
 
 
-def load_segmenter(path: str | Path | None = None, backend: str = "auto") -> Segmenter:
+def load_segmenter(path: str | Path | None = None, backend: str = "auto", refine_edges: bool = True) -> Segmenter:
     """Load a segmenter from an .onnx export or a .safetensors checkpoint (None: the shipped default, the
-    .safetensors checkpoint for backend='torch', else the ONNX export)."""
+    .safetensors checkpoint for backend='torch', else the ONNX export). refine_edges: see Segmenter."""
     runner = open_runner(Path(path) if path else default_model_path(DEFAULT_SEGMENTER, backend), backend)
     log.info("segmenter %s on backend %s", runner.source, runner.backend)
-    return Segmenter(runner)
+    return Segmenter(runner, refine_edges=refine_edges)

@@ -69,6 +69,20 @@ def test_parameters_are_described_and_checked(seg):
     assert not result.successful and "read-only" in result.reason
 
 
+def test_edge_refinement_switches_at_run_time(seg, models):
+    use_model(seg, models.a)
+    assert "colour edges" in seg.describe_parameters("refine_edges")[0].description
+    on = load_segmenter(models.a)(ROOM).labels
+    off = load_segmenter(models.a, refine_edges=False)(ROOM).labels
+    assert (on != off).any()  # else this test could not tell the settings apart
+    assert seg.set_parameters({"refine_edges": False})[0].successful
+    try:
+        np.testing.assert_array_equal(answer(seg)[0], off)
+    finally:
+        assert seg.set_parameters({"refine_edges": True})[0].successful
+    np.testing.assert_array_equal(answer(seg)[0], on)
+
+
 def test_enable_disable(seg, models):
     use_model(seg, models.a)
     assert seg.call(SetBool, "~/enable", SetBool.Request(data=False)).success

@@ -3,6 +3,7 @@
     in   image                 sensor_msgs/Image (remap to your camera), QoS image_qos.*
     out  ~/masks               mono8 label image at input resolution (slot index per pixel)
          ~/slot_probs          32FC1 (K*h) x w: the K soft masks at model resolution, stacked
+                               (edges refined by colour, as ~/masks, while refine_edges is true)
          ~/slot_latents        32FC1 K x D, row k = slot k
          /diagnostics          rate, latency, frame counters, model id, backend
     srv  ~/enable              std_srvs/SetBool: false drops frames without inference
@@ -25,6 +26,8 @@ class SegmenterNode(CameraModelNode):
         super().__init__("monet_segmenter", **kwargs)
         self.declare_parameter("model_path", "", P.model_path_descriptor())
         self.declare_parameter("backend", "auto", P.backend_descriptor())
+        self.declare_parameter("refine_edges", True, P.describe("move mask edges onto the frame's colour edges "
+                                                                "(split_perception/mask_refinement.py)"))
         self.declare_parameter("image_qos.reliability", "best_effort", P.reliability_descriptor("the image subscription"))
         self.declare_parameter("image_qos.depth", 1, P.depth_descriptor("the image subscription (only the newest frame is processed)"))
         self.declare_parameter("output_qos.reliability", "reliable", P.reliability_descriptor("the output publishers"))
@@ -34,6 +37,10 @@ class SegmenterNode(CameraModelNode):
         self.pub_probs = self.create_publisher(Image, "~/slot_probs", out_qos)
         self.pub_latents = self.create_publisher(Image, "~/slot_latents", out_qos)
         self.start(lambda path, backend: load_segmenter(path or None, backend))
+
+    def configure(self, changed: dict) -> None:
+        if "refine_edges" in changed:
+            self.holder.configure(refine_edges=changed["refine_edges"])
 
     def process(self, segmenter, msg: Image) -> None:
         seg = segmenter(frame_to_rgb(msg))

@@ -1,0 +1,90 @@
+"""Slot masks whose edges follow the image's colour edges (numpy + OpenCV, any backend).
+
+MONet's attention masks are right inside objects and wrong on their rim: on validation rooms
+(seed 20000, shipped default) 95% of an object's interior pixels but only 74% of its 1-px rim
+take the object's slot; the rest go to the surface behind it, whose slot is the rim pixel's
+second choice in 89% of cases. With objects of 8-24 px at 64 px the rim is 43% of all object
+pixels, so the rim, not the slot assignment, was most of the FG-ARI lost (0.54 on all pixels,
+0.86 on interior pixels only, legacy rooms).
+
+The fix reads the colour of each pixel near a label boundary and gives it to the slot whose
+nearby region interior has the closest mean colour: a local colour model per slot, fitted on
+the pixels the masks are sure of (interiors of the label regions), applied only on the band
+between regions. Each round moves a boundary by at most one pixel, so the masks still decide
+where objects are; the image only sharpens where their edges lie.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+DEFAULT_WINDOW = 11  # px at model resolution: the neighbourhood a slot's local colour is averaged over
+DEFAULT_ROUNDS = 3  # boundaries move by at most this many pixels
+_CROSS = np.ones((3, 3), np.uint8)
+_TIE = 1e-4  # squared colour distance (channels in [0, 1]) below which two slots tie
+
+
+def refined_labels(image: np.ndarray, masks: np.ndarray, window: int = DEFAULT_WINDOW, rounds: int = DEFAULT_ROUNDS) -> np.ndarray:
+    """(h, w) slot labels: the masks' argmax with boundary pixels relabelled by local colour.
+
+    image (h, w, 3) float in [0, 1] or uint8, the frame at the masks' resolution; masks (K, h, w).
+    A pixel is on the band when no label region's interior (the region eroded by a 3 x 3
+    square) holds it; a band pixel takes the slot whose interior pixels within `window` x
+    `window` have the mean colour nearest its own, if clearly nearer than its own slot's (slots
+    without interior pixels there cannot take it)."""
+    if image.shape[:2] != masks.shape[1:]:
+        raise ValueError(f"image {image.shape[:2]} and masks {masks.shape[1:]} differ in size")
+    x = image.astype(np.float32) / (255.0 if image.dtype == np.uint8 else 1.0)
+    k, h, w = masks.shape
+    labels = masks.argmax(0)
+    for _ in range(rounds):
+        # band: pixels whose 3 x 3 neighbourhood holds more than one label (the image border is
+        # not an edge: BORDER_REPLICATE)
+        lab = labels.astype(np.uint16)
+        band = cv2.erode(lab, _CROSS, borderType=cv2.BORDER_REPLICATE) != cv2.dilate(lab, _CROSS, borderType=cv2.BORDER_REPLICATE)
+        if not band.any():
+            break
+        # every slot's interior pixels (count 1, colour) in one plane per slot, summed over each
+        # pixel's window by one box filter (channels last); only band pixels are compared
+        iy, ix = np.nonzero(~band)
+        planes = np.zeros((h, w, k, 4), np.float32)
+        planes[iy, ix, labels[iy, ix]] = np.concatenate([np.ones((iy.size, 1), np.float32), x[iy, ix]], axis=1)
+        sums = _window_sums(planes.reshape(h, w, 4 * k), window).reshape(h, w, k, 4)[band]  # (n, K, 4)
+        count, total = sums[..., 0], sums[..., 1:]
+        by, bx = np.nonzero(band)
+        dist = ((x[band][:, None, :] - total / np.maximum(count, 1e-6)[..., None]) ** 2).sum(-1)
+        dist[count < 0.5] = np.inf  # no interior pixel of that slot nearby
+        nearest = dist.argmin(-1)
+        current = labels[by, bx]
+        # a pixel changes slot only for a clearly closer colour: ties (within float rounding of
+        # the window means) keep the masks' choice
+        with np.errstate(invalid="ignore"):  # inf - inf: no slot reaches the pixel, it stays
+            gain = np.take_along_axis(dist, current[:, None], 1)[:, 0] - np.take_along_axis(dist, nearest[:, None], 1)[:, 0]
+        move = gain > _TIE
+        if not move.any():
+            break
+        labels[by[move], bx[move]] = nearest[move]
+    return labels
+
+
+def _window_sums(planes: np.ndarray, window: int) -> np.ndarray:
+    """(h, w, C) -> (h, w, C): each plane summed over window x window (zeros outside the image)."""
+    box = dict(ksize=(window, window), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    if planes.shape[-1] <= 512:  # OpenCV filters at most 512 channels in one call
+        return cv2.boxFilter(planes, -1, **box).reshape(planes.shape)
+    return np.concatenate([_window_sums(planes[..., i : i + 512], window) for i in range(0, planes.shape[-1], 512)], axis=-1)
+
+
+def refine_masks(image: np.ndarray, masks: np.ndarray, window: int = DEFAULT_WINDOW, rounds: int = DEFAULT_ROUNDS) -> np.ndarray:
+    """(K, h, w) masks whose argmax is `refined_labels`: where a pixel changes slot, its mask values
+    of the old and the new slot are swapped, so the masks stay soft and still sum to one."""
+    labels = refined_labels(image, masks, window, rounds)
+    old = masks.argmax(0)
+    moved = np.nonzero(labels != old)
+    if not moved[0].size:
+        return masks
+    out = masks.copy()
+    new_k, old_k = labels[moved], old[moved]
+    out[new_k, moved[0], moved[1]] = masks[old_k, moved[0], moved[1]]
+    out[old_k, moved[0], moved[1]] = masks[new_k, moved[0], moved[1]]
+    return out
