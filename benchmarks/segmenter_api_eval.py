@@ -3,17 +3,19 @@
 slot's connected regions apart) on every room test kind (held-out scenes, seed 10000), with the
 colour edge refinement off and on.
 
-    python benchmarks/segmenter_api_eval.py [MODEL.onnx ...] [-n 300] [--seed 20000]
+    python benchmarks/segmenter_api_eval.py [MODEL.onnx ...] [-n 300] [--seed 20000] [--figure PNG]
 
 No path: the shipped default. Prints one row per model, refinement setting and output; --seed
 20000 gives the validation scenes (for choosing settings; the default seed is the test scenes).
 Then the API's latency per 640 x 480 frame (rich rooms scaled up), refinement off and on,
-interleaved call by call in this process.
+interleaved call by call in this process. --figure: one column per scene (the first test scenes of
+each kind): input, ground truth, slot labels unrefined, refined, segments refined (first model).
 """
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -28,7 +30,10 @@ def main(argv=None) -> None:
     ap.add_argument("models", nargs="*", default=[None])
     ap.add_argument("-n", type=int, default=300)
     ap.add_argument("--seed", type=int, default=TEST_SEED)
+    ap.add_argument("--figure", type=Path, default=None)
     args = ap.parse_args(argv)
+    if args.figure:
+        save_figure(args.models[0], args.seed, args.figure)
     print("| model | edges refined | output | input px | K | " + " | ".join(f"{k} FG-ARI / MSC" for k in scenes.ROOM_TEST_KINDS) + " |")
     print("| --- " * (5 + len(scenes.ROOM_TEST_KINDS)) + "|")
     for path in args.models:
@@ -71,6 +76,30 @@ def print_latency(path, seed: int, frames: int = 50, rounds: int = 6) -> None:
     off, on = (1000 * np.median(times[k]) for k in (False, True))
     print(f"  API latency, 640 x 480 rgb8 frames, p50: edges unrefined {off:.2f} ms, refined {on:.2f} ms "
           f"(+{on - off:.2f} ms, x{on / off:.2f}; {1000 / on:.0f} frames/s)", flush=True)
+
+
+
+def save_figure(path, seed: int, out: Path, per_kind: int = 3, scale: int = 3) -> None:
+    from split_perception.atomic_io import atomic_write_bytes
+    from split_perception.demo import slot_colours
+
+    apis = [load_segmenter(path, backend="onnxruntime", refine_edges=r) for r in (False, True)]
+    columns = []
+    for kind in scenes.ROOM_TEST_KINDS:
+        cfg = scenes.room_kind_config(kind, 64)
+        for i in range(per_kind):
+            s = scenes.generate(cfg, seed, i)
+            raw, refined = (api(s.image) for api in apis)
+            tiles = [s.image] + [slot_colours(int(lab.max()) + 1)[lab] for lab in (s.labels, raw.labels, refined.labels, refined.segments)]
+            tiles = [cv2.resize(t.astype(np.uint8), (64 * scale, 64 * scale), interpolation=cv2.INTER_NEAREST) for t in tiles]
+            columns.append(np.concatenate([np.pad(t, ((2, 2), (2, 2), (0, 0)), constant_values=255) for t in tiles], axis=0))
+    sheet = np.concatenate(columns, axis=1)
+    header = np.full((24, sheet.shape[1], 3), 255, np.uint8)
+    cv2.putText(header, "rows: input | ground truth | slot labels | labels, edges refined | segments, edges refined;  "
+                + " | ".join(f"{k} x{per_kind}" for k in scenes.ROOM_TEST_KINDS), (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(np.concatenate([header, sheet], axis=0), cv2.COLOR_RGB2BGR))
+    atomic_write_bytes(out, png.tobytes())
+    print(f"figure: {out}")
 
 
 if __name__ == "__main__":
