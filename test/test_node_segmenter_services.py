@@ -32,7 +32,8 @@ def seg(models, tmp_path_factory):
     with RemoteNode("split_perception.nodes.segmenter_node", "monet_segmenter",
                       ["-r", "image:=cam/image", "-p", f"model_path:={models.a}"],
                       tmp_path_factory.mktemp("segmenter_node_log") / "node.log",
-                      {"masks": (Image, f"{NS}/masks"), "latents": (Image, f"{NS}/slot_latents")}) as node:
+                      {"masks": (Image, f"{NS}/masks"), "latents": (Image, f"{NS}/slot_latents"),
+                       "segments": (Image, f"{NS}/segments"), "segment_slots": (Image, f"{NS}/segment_slots")}) as node:
         yield node
 
 
@@ -81,6 +82,26 @@ def test_edge_refinement_switches_at_run_time(seg, models):
     finally:
         assert seg.set_parameters({"refine_edges": True})[0].successful
     np.testing.assert_array_equal(answer(seg)[0], on)
+
+
+def test_segments_are_published_on_request(seg, models):
+    use_model(seg, models.a)
+    api = load_segmenter(models.a)
+    # a room on which the (untrained) test model gives more than one region
+    image = next(im for im in (scenes.generate(scenes.RoomConfig(), 0, i).image for i in range(50)) if api(im).segments.max() > 0)
+    expected = api(image)
+    assert seg.set_parameters({"publish_segments": True})[0].successful
+    try:
+        stamp = next(_stamps)
+        ok = seg.send_until(frame_msg(image, stamp), lambda: answers(seg.received["segments"], stamp)
+                            and answers(seg.received["segment_slots"], stamp))
+        assert ok, f"segments not published; log:\n{seg.log()}"
+        segments = image_to_array(answers(seg.received["segments"], stamp)[0])
+        slots = image_to_array(answers(seg.received["segment_slots"], stamp)[0])
+        np.testing.assert_array_equal(segments, expected.segments)
+        np.testing.assert_array_equal(slots[0], expected.segment_slots)
+    finally:
+        assert seg.set_parameters({"publish_segments": False})[0].successful
 
 
 def test_enable_disable(seg, models):
