@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .backends import ModelRunner, open_runner
-from .mask_refinement import refine_masks
+from .mask_refinement import join_segments_without_edges, refine_masks
 from .preprocessing import default_model_path, preprocess
 
 log = logging.getLogger("split_perception")
@@ -30,12 +30,14 @@ class Segmentation:
     labels (H, W) the most likely slot of each pixel; latents (K, D) one row per slot;
     model_masks (K, h, w) the masks at model resolution that `masks` is upsampled from (the
     model's own, with edges refined by colour unless the segmenter's refine_edges is off).
-    segments / segment_slots: `labels` split into connected regions (see connected_segments)."""
+    segments / segment_slots: `labels` split into connected regions (see connected_segments), and
+    with `frame` given, regions that meet without a colour edge joined again (see segments)."""
 
     masks: np.ndarray
     labels: np.ndarray
     latents: np.ndarray
     model_masks: np.ndarray
+    frame: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def slots(self) -> int:
@@ -43,16 +45,28 @@ class Segmentation:
 
     @functools.cached_property
     def _segmented(self) -> tuple[np.ndarray, np.ndarray]:
-        return connected_segments(self.labels)
+        segments, slots = connected_segments(self.labels)
+        if self.frame is None or not len(slots):
+            return segments, slots
+        group = join_segments_without_edges(segments, self.frame)
+        # a joined segment keeps the slot of its largest part
+        sizes = np.bincount(segments.ravel(), minlength=len(slots))
+        largest = np.lexsort((-sizes, group))  # by group, largest part first
+        first = np.ones(len(largest), bool)
+        first[1:] = group[largest][1:] != group[largest][:-1]
+        return group[segments].astype(np.int32), slots[largest[first]]
 
     @property
     def segments(self) -> np.ndarray:
-        """(H, W) int32 segment id of each pixel: one id per connected region of one slot."""
+        """(H, W) int32 segment id of each pixel: the connected regions of each slot, where the
+        frame shows a colour edge between them (regions of two slots that meet without one, e.g.
+        one object the attention cut in two, are one segment)."""
         return self._segmented[0]
 
     @property
     def segment_slots(self) -> np.ndarray:
-        """(S,) the slot of each segment id: segment i's latent is latents[segment_slots[i]]."""
+        """(S,) the slot of each segment id (of its largest part): segment i's latent is
+        latents[segment_slots[i]]."""
         return self._segmented[1]
 
 
@@ -96,20 +110,24 @@ def upsample_masks(masks: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return up.transpose(2, 0, 1)
 
 
-def postprocess_slots(outputs: dict, image_hw: tuple[int, int], model_input: np.ndarray | None = None) -> Segmentation:
+def postprocess_slots(outputs: dict, image_hw: tuple[int, int], model_input: np.ndarray | None = None,
+                      frame: np.ndarray | None = None) -> Segmentation:
     """Segmentation of one frame from the model's outputs; model_input (1, 3, h, w), the frame as
-    the model saw it: when given, mask edges are refined by its colours (refine_masks)."""
+    the model saw it: when given, mask edges are refined by its colours (refine_masks); frame
+    (H, W, 3): when given, segments are joined where it shows no colour edge."""
     model_masks = outputs["masks"][0].astype(np.float32)
     if model_input is not None:
         model_masks = refine_masks(model_input[0].transpose(1, 2, 0), model_masks)
     masks = upsample_masks(model_masks, image_hw)
-    return Segmentation(masks=masks, labels=masks.argmax(0).astype(np.uint8), latents=outputs["latents"][0].astype(np.float32), model_masks=model_masks)
+    return Segmentation(masks=masks, labels=masks.argmax(0).astype(np.uint8), latents=outputs["latents"][0].astype(np.float32),
+                        model_masks=model_masks, frame=frame)
 
 
 class Segmenter:
     """Call it on RGB uint8 frames of any size. refine_edges: move mask edges onto the frame's
-    colour edges (mask_refinement.py; FG-ARI of the segments +0.21 to +0.45 on the room test sets,
-    docs/RESULTS.md)."""
+    colour edges, and join segments that meet without one (mask_refinement.py; FG-ARI of the
+    segments on the room test sets, docs/RESULTS.md); False: the model's masks and plain connected
+    regions of its labels."""
 
     def __init__(self, runner: ModelRunner, refine_edges: bool = True):
         if runner.model_type != "monet":
@@ -125,7 +143,7 @@ class Segmenter:
     def __call__(self, image: np.ndarray) -> Segmentation:
         x = preprocess(image, self.input_size)
         outputs = self.runner.run(x)
-        return postprocess_slots(outputs, image.shape[:2], x if self.refine_edges else None)
+        return postprocess_slots(outputs, image.shape[:2], *((x, image) if self.refine_edges else (None, None)))
 
 
 def load_segmenter(path: str | Path | None = None, backend: str = "auto", refine_edges: bool = True) -> Segmenter:

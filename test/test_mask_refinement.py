@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from split_perception.mask_refinement import refine_masks, refined_labels
+from split_perception.mask_refinement import join_segments_without_edges, refine_masks, refined_labels
 
 RED, BLUE = np.array([220, 30, 30], np.uint8), np.array([30, 40, 200], np.uint8)
 
@@ -65,3 +65,35 @@ def test_refined_masks_stay_soft_distributions_whose_argmax_is_the_refined_label
 def test_mismatched_sizes_are_refused():
     with pytest.raises(ValueError, match="differ in size"):
         refined_labels(np.zeros((8, 8, 3), np.uint8), np.ones((2, 8, 9), np.float32) / 2)
+
+
+def test_segments_meeting_without_a_colour_edge_are_joined():
+    from split_perception.segmenter import Segmentation
+
+    image = np.tile(BLUE, (20, 30, 1))
+    image[5:15, 3:13] = RED  # a red square ...
+    image[5:15, 13:23] = (40, 200, 40)  # ... touching a green one
+    labels = np.zeros((20, 30), np.uint8)
+    labels[5:15, 3:7] = 1  # the attention cut the red square in two slots (4 and 6 px wide)
+    labels[5:15, 7:13] = 2
+    labels[5:15, 13:23] = 1  # and gave the green square the red square's first slot
+    masks = np.stack([labels == k for k in range(3)]).astype(np.float32)
+    out = Segmentation(masks=masks, labels=labels, latents=np.zeros((3, 4), np.float32), model_masks=masks, frame=image)
+    # red halves joined (no colour edge between them), green apart (a colour edge), background apart
+    assert len(out.segment_slots) == 3
+    red, green = out.segments[10, 5], out.segments[10, 18]
+    assert (out.segments[5:15, 3:13] == red).all() and (out.segments[5:15, 13:23] == green).all() and red != green
+    assert out.segment_slots[red] == 2 and out.segment_slots[green] == 1  # red: the larger part's slot (6 px wide)
+    assert out.segment_slots[out.segments[0, 0]] == 0
+    unjoined = Segmentation(masks=masks, labels=labels, latents=out.latents, model_masks=masks)
+    assert len(unjoined.segment_slots) == 4 and unjoined.segments[10, 5] != unjoined.segments[10, 10]
+
+
+def test_joining_needs_real_contact():
+    image = np.tile(BLUE, (10, 10, 1))
+    segments = np.zeros((10, 10), np.int32)
+    segments[4:6, 4:6] = 1  # a blue 2 x 2 patch meets its surroundings on 8 pixel pairs: joined
+    assert (join_segments_without_edges(segments, image) == 0).all()
+    segments[:] = 0
+    segments[0, 9] = 1  # a corner pixel meets it on 2 pairs only: stays apart
+    assert list(join_segments_without_edges(segments, image)) == [0, 1]

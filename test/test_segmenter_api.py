@@ -58,8 +58,13 @@ def test_any_input_size_gives_masks_at_input_resolution(tiny_segmenter_files, sh
     out = seg(img)
     assert out.masks.shape == (4,) + shape and out.labels.shape == shape and out.latents.shape == (4, 16)
     np.testing.assert_allclose(out.masks.sum(0), 1.0, atol=1e-5)
-    assert out.segments.shape == shape and (out.segment_slots[out.segments] == out.labels).all()
+    assert out.segments.shape == shape and out.segments.max() + 1 == len(out.segment_slots)
+    # each segment's slot is the slot of most of its pixels (joined regions of two slots keep the larger's)
+    for sid, slot in enumerate(out.segment_slots):
+        assert np.bincount(out.labels[out.segments == sid]).argmax() == slot
     np.testing.assert_array_equal(out.labels, out.masks.argmax(0))
+    plain = load_segmenter(tiny_segmenter_files[1], refine_edges=False)(img)
+    assert (plain.segment_slots[plain.segments] == plain.labels).all()  # unjoined: one slot per segment
 
 
 def test_segments_split_a_slot_into_its_separate_regions():
