@@ -6,6 +6,7 @@
 Runs `load_detector()`'s graph once per validation scene (seed 20000 by default: never the test seed)
 and prints, per test kind:
   * count accuracy, over- and under-count rates, AP (IoU 0.1:0.9);
+  * count accuracy by the scene's number of objects (0, 1, ... up to the most in the set);
   * error kinds per scene: `duplicate` (two kept boxes whose best ground-truth match is the same
     object), `spurious` (a kept box overlapping no object, IoU < 0.1), `merged` (an object left
     unmatched while a kept box overlaps it and another object), `missed` (an object no kept box
@@ -88,7 +89,8 @@ def main() -> None:
     variants = {f"thr {t} nms {n}": (t, n, None) for t in (0.3, 0.5, 0.7) for n in (None, 0.3, 0.5)}
     variants.update({f"nms 0.5 contain {c}": (0.5, 0.5, c) for c in (0.6, 0.7, 0.8, 0.9)})
     print(f"model {det.runner.source}, backend {det.backend}, {args.n} scenes per kind, seed {args.seed}")
-    header = f"{'kind':22s} {'acc':>5s} {'over':>5s} {'under':>5s} {'AP':>5s} | {'dup':>4s} {'spur':>4s} {'merge':>5s} {'miss':>4s} (per 100 scenes)"
+    header = (f"{'kind':22s} {'acc':>5s} {'over':>5s} {'under':>5s} {'AP':>5s} | {'dup':>4s} {'spur':>4s} {'merge':>5s} {'miss':>4s} "
+              "(per 100 scenes) | acc with 0 / 1 / ... objects")
     print(header)
     outputs_by_kind, accs_default = {}, []
     sets = detector_test_sets(size)
@@ -115,6 +117,8 @@ def main() -> None:
         print(
             f"{name:22s} {accs_default[-1]:5.3f} {np.mean(pred_n > true_n):5.3f} {np.mean(pred_n < true_n):5.3f} {ap:5.3f} | "
             f"{per100.get('duplicate', 0):4.0f} {per100.get('spurious', 0):4.0f} {per100.get('merged', 0):5.0f} {per100.get('missed', 0):4.0f}"
+            "                  | " + " / ".join(f"{np.mean(pred_n[true_n == k] == k):.2f}" if (true_n == k).any() else "-"
+                                                for k in range(true_n.max() + 1))
         )
     print(f"{'mean':22s} {np.mean(accs_default):5.3f}   (min {np.min(accs_default):.3f})")
     print("\ncount accuracy by post-processing (mean over kinds; presence threshold, NMS IoU, containment)")

@@ -7,8 +7,8 @@ colour edge refinement off and on.
 
 No path: the shipped default. Prints one row per model, refinement setting and output; --seed
 20000 gives the validation scenes (for choosing settings; the default seed is the test scenes).
-Then the API's latency per 640 x 480 frame (rich rooms scaled up), refinement off and on,
-interleaved call by call in this process. --figure: one column per scene (the first test scenes of
+Then the API's latency per 640 x 480 frame (rich rooms scaled up): refinement off, on, and on with
+the segments computed, interleaved call by call in this process. --figure: one column per scene (the first test scenes of
 each kind): input, ground truth, slot labels unrefined, refined, segments refined (first model).
 """
 from __future__ import annotations
@@ -65,18 +65,20 @@ def print_latency(path, seed: int, frames: int = 50, rounds: int = 6) -> None:
     cfg = scenes.room_kind_config("room_rich", 64)
     vga = [cv2.resize(scenes.generate(cfg, seed, i).image, (640, 480), interpolation=cv2.INTER_LINEAR) for i in range(frames)]
     apis = {refine: load_segmenter(path, backend="onnxruntime", refine_edges=refine) for refine in (False, True)}
-    times = {refine: [] for refine in apis}
+    calls = {"unrefined": lambda f: apis[False](f), "refined": lambda f: apis[True](f),
+             "refined + .segments": lambda f: apis[True](f).segments}
+    times = {name: [] for name in calls}
     for r in range(rounds + 1):  # round 0 warms up
         for frame in vga:
-            for refine, api in apis.items():
+            for name, call in calls.items():
                 t0 = time.perf_counter()
-                api(frame)
+                call(frame)
                 if r:
-                    times[refine].append(time.perf_counter() - t0)
-    off, on = (1000 * np.median(times[k]) for k in (False, True))
-    print(f"  API latency, 640 x 480 rgb8 frames, p50: edges unrefined {off:.2f} ms, refined {on:.2f} ms "
-          f"(+{on - off:.2f} ms, x{on / off:.2f}; {1000 / on:.0f} frames/s)", flush=True)
-
+                    times[name].append(time.perf_counter() - t0)
+    p50 = {name: 1000 * float(np.median(t)) for name, t in times.items()}
+    base = p50["unrefined"]
+    print("  API latency, 640 x 480 rgb8 frames, p50 (interleaved call by call): "
+          + ", ".join(f"{name} {ms:.2f} ms (x{ms / base:.2f})" for name, ms in p50.items()), flush=True)
 
 
 def save_figure(path, seed: int, out: Path, per_kind: int = 3, scale: int = 3) -> None:
