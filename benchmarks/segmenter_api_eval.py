@@ -1,7 +1,8 @@
 """Slot segmenters through the public API, as a user calls them: FG-ARI and MSC of
-`load_segmenter(path, refine_edges=...)(rgb).labels` (one label per slot) and of `.segments` (each
-slot's connected regions apart) on every room test kind (held-out scenes, seed 10000), with the
-colour edge refinement off and on.
+`load_segmenter(path, refine_edges=..., split_touching=...)(rgb).labels` (one label per slot) and of
+`.segments` (each slot's connected regions apart) on every room test kind (held-out scenes, seed
+10000), with the post-processing of the masks off (both False: the model's masks, plain connected
+regions) and on (the defaults).
 
     python benchmarks/segmenter_api_eval.py [MODEL.onnx ...] [-n 300] [--seed 20000] [--figure PNG]
 
@@ -37,8 +38,8 @@ def main(argv=None) -> None:
     print("| model | edges refined | output | input px | K | " + " | ".join(f"{k} FG-ARI / MSC" for k in scenes.ROOM_TEST_KINDS) + " |")
     print("| --- " * (5 + len(scenes.ROOM_TEST_KINDS)) + "|")
     for path in args.models:
-        for refine in (False, True):
-            seg = load_segmenter(path, backend="onnxruntime", refine_edges=refine)
+        for refine in (False, True):  # False: the model's masks and plain connected regions, as before
+            seg = load_segmenter(path, backend="onnxruntime", refine_edges=refine, split_touching=refine)
             cells, k = {"labels": [], "segments": []}, None
             t = time.perf_counter()
             for kind in scenes.ROOM_TEST_KINDS:
@@ -64,7 +65,7 @@ def main(argv=None) -> None:
 def print_latency(path, seed: int, frames: int = 50, rounds: int = 6) -> None:
     cfg = scenes.room_kind_config("room_rich", 64)
     vga = [cv2.resize(scenes.generate(cfg, seed, i).image, (640, 480), interpolation=cv2.INTER_LINEAR) for i in range(frames)]
-    apis = {refine: load_segmenter(path, backend="onnxruntime", refine_edges=refine) for refine in (False, True)}
+    apis = {refine: load_segmenter(path, backend="onnxruntime", refine_edges=refine, split_touching=refine) for refine in (False, True)}
     calls = {"unrefined": lambda f: apis[False](f), "refined": lambda f: apis[True](f),
              "refined + .segments": lambda f: apis[True](f).segments}
     times = {name: [] for name in calls}
@@ -85,7 +86,7 @@ def save_figure(path, seed: int, out: Path, per_kind: int = 3, scale: int = 3) -
     from split_perception.atomic_io import atomic_write_bytes
     from split_perception.demo import slot_colours
 
-    apis = [load_segmenter(path, backend="onnxruntime", refine_edges=r) for r in (False, True)]
+    apis = [load_segmenter(path, backend="onnxruntime", refine_edges=r, split_touching=r) for r in (False, True)]
     columns = []
     for kind in scenes.ROOM_TEST_KINDS:
         cfg = scenes.room_kind_config(kind, 64)

@@ -17,6 +17,7 @@ import numpy as np
 
 from .backends import ModelRunner, open_runner
 from .mask_refinement import join_segments_without_edges, refine_masks
+from .touching_objects import split_at_necks
 from .preprocessing import default_model_path, preprocess
 
 log = logging.getLogger("split_perception")
@@ -31,13 +32,15 @@ class Segmentation:
     model_masks (K, h, w) the masks at model resolution that `masks` is upsampled from (the
     model's own, with edges refined by colour unless the segmenter's refine_edges is off).
     segments / segment_slots: `labels` split into connected regions (see connected_segments), and
-    with `frame` given, regions that meet without a colour edge joined again (see segments)."""
+    with `frame` given, regions that meet without a colour edge joined again; with split_touching,
+    blobs with a neck split into their parts (see segments)."""
 
     masks: np.ndarray
     labels: np.ndarray
     latents: np.ndarray
     model_masks: np.ndarray
     frame: np.ndarray | None = field(default=None, repr=False)
+    split_touching: bool = False
 
     @property
     def slots(self) -> int:
@@ -46,21 +49,25 @@ class Segmentation:
     @functools.cached_property
     def _segmented(self) -> tuple[np.ndarray, np.ndarray]:
         segments, slots = connected_segments(self.labels)
-        if self.frame is None or not len(slots):
-            return segments, slots
-        group = join_segments_without_edges(segments, self.frame)
-        # a joined segment keeps the slot of its largest part
-        sizes = np.bincount(segments.ravel(), minlength=len(slots))
-        largest = np.lexsort((-sizes, group))  # by group, largest part first
-        first = np.ones(len(largest), bool)
-        first[1:] = group[largest][1:] != group[largest][:-1]
-        return group[segments].astype(np.int32), slots[largest[first]]
+        if self.frame is not None and len(slots):
+            group = join_segments_without_edges(segments, self.frame)
+            # a joined segment keeps the slot of its largest part
+            sizes = np.bincount(segments.ravel(), minlength=len(slots))
+            largest = np.lexsort((-sizes, group))  # by group, largest part first
+            first = np.ones(len(largest), bool)
+            first[1:] = group[largest][1:] != group[largest][:-1]
+            segments, slots = group[segments].astype(np.int32), slots[largest[first]]
+        if self.split_touching and len(slots):
+            segments, parent = split_at_necks(segments)
+            slots = slots[parent]
+        return segments, slots
 
     @property
     def segments(self) -> np.ndarray:
         """(H, W) int32 segment id of each pixel: the connected regions of each slot, where the
         frame shows a colour edge between them (regions of two slots that meet without one, e.g.
-        one object the attention cut in two, are one segment)."""
+        one object the attention cut in two, are one segment), and with split_touching, a blob
+        made of two thick parts joined by a neck split in two (touching_objects.py)."""
         return self._segmented[0]
 
     @property
@@ -111,29 +118,32 @@ def upsample_masks(masks: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 
 def postprocess_slots(outputs: dict, image_hw: tuple[int, int], model_input: np.ndarray | None = None,
-                      frame: np.ndarray | None = None) -> Segmentation:
+                      frame: np.ndarray | None = None, split_touching: bool = False) -> Segmentation:
     """Segmentation of one frame from the model's outputs; model_input (1, 3, h, w), the frame as
     the model saw it: when given, mask edges are refined by its colours (refine_masks); frame
-    (H, W, 3): when given, segments are joined where it shows no colour edge."""
+    (H, W, 3): when given, segments are joined where it shows no colour edge; split_touching:
+    segments split at necks."""
     model_masks = outputs["masks"][0].astype(np.float32)
     if model_input is not None:
         model_masks = refine_masks(model_input[0].transpose(1, 2, 0), model_masks)
     masks = upsample_masks(model_masks, image_hw)
     return Segmentation(masks=masks, labels=masks.argmax(0).astype(np.uint8), latents=outputs["latents"][0].astype(np.float32),
-                        model_masks=model_masks, frame=frame)
+                        model_masks=model_masks, frame=frame, split_touching=split_touching)
 
 
 class Segmenter:
     """Call it on RGB uint8 frames of any size. refine_edges: move mask edges onto the frame's
     colour edges, and join segments that meet without one (mask_refinement.py; FG-ARI of the
     segments on the room test sets, docs/RESULTS.md); False: the model's masks and plain connected
-    regions of its labels."""
+    regions of its labels. split_touching: split segments where two blobs meet at a neck
+    (touching objects of one colour that one slot took; touching_objects.py)."""
 
-    def __init__(self, runner: ModelRunner, refine_edges: bool = True):
+    def __init__(self, runner: ModelRunner, refine_edges: bool = True, split_touching: bool = True):
         if runner.model_type != "monet":
             raise ValueError(f"{runner.source}: holds a '{runner.model_type}' model, not a slot segmenter")
         self.runner = runner
         self.refine_edges = bool(refine_edges)
+        self.split_touching = bool(split_touching)
         self.input_size = int(runner.metadata["input_size"])
 
     @property
@@ -143,12 +153,15 @@ class Segmenter:
     def __call__(self, image: np.ndarray) -> Segmentation:
         x = preprocess(image, self.input_size)
         outputs = self.runner.run(x)
-        return postprocess_slots(outputs, image.shape[:2], *((x, image) if self.refine_edges else (None, None)))
+        return postprocess_slots(outputs, image.shape[:2], *((x, image) if self.refine_edges else (None, None)),
+                                 split_touching=self.split_touching)
 
 
-def load_segmenter(path: str | Path | None = None, backend: str = "auto", refine_edges: bool = True) -> Segmenter:
+def load_segmenter(path: str | Path | None = None, backend: str = "auto", refine_edges: bool = True,
+                   split_touching: bool = True) -> Segmenter:
     """Load a segmenter from an .onnx export or a .safetensors checkpoint (None: the shipped default, the
-    .safetensors checkpoint for backend='torch', else the ONNX export). refine_edges: see Segmenter."""
+    .safetensors checkpoint for backend='torch', else the ONNX export). refine_edges, split_touching:
+    see Segmenter."""
     runner = open_runner(Path(path) if path else default_model_path(DEFAULT_SEGMENTER, backend), backend)
     log.info("segmenter %s on backend %s", runner.source, runner.backend)
-    return Segmenter(runner, refine_edges=refine_edges)
+    return Segmenter(runner, refine_edges=refine_edges, split_touching=split_touching)

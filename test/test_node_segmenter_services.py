@@ -72,7 +72,8 @@ def test_parameters_are_described_and_checked(seg):
 
 def test_edge_refinement_switches_at_run_time(seg, models):
     use_model(seg, models.a)
-    assert "colour edges" in seg.describe_parameters("refine_edges")[0].description
+    refine, split = seg.describe_parameters("refine_edges", "split_touching")
+    assert "colour edges" in refine.description and "neck" in split.description
     on = load_segmenter(models.a)(ROOM).labels
     off = load_segmenter(models.a, refine_edges=False)(ROOM).labels
     assert (on != off).any()  # else this test could not tell the settings apart

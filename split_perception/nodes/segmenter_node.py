@@ -32,6 +32,8 @@ class SegmenterNode(CameraModelNode):
         self.declare_parameter("backend", "auto", P.backend_descriptor())
         self.declare_parameter("refine_edges", True, P.describe("move mask edges onto the frame's colour edges "
                                                                 "(split_perception/mask_refinement.py)"))
+        self.declare_parameter("split_touching", True, P.describe("split segments where two blobs meet at a neck "
+                                                                  "(split_perception/touching_objects.py)"))
         self.declare_parameter("publish_segments", False, P.describe("publish ~/segments and ~/segment_slots: each slot's "
                                                                      "connected regions apart (objects one slot took)"))
         self.declare_parameter("image_qos.reliability", "best_effort", P.reliability_descriptor("the image subscription"))
@@ -48,6 +50,8 @@ class SegmenterNode(CameraModelNode):
     def configure(self, changed: dict) -> None:
         if "refine_edges" in changed:
             self.holder.configure(refine_edges=changed["refine_edges"])
+        if "split_touching" in changed:
+            self.holder.configure(split_touching=changed["split_touching"])
         if changed.get("publish_segments") and self.pub_segments is None:
             self.pub_segments = self.create_publisher(Image, "~/segments", self.qos("output_qos"))
             self.pub_segment_slots = self.create_publisher(Image, "~/segment_slots", self.qos("output_qos"))

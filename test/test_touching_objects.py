@@ -1,0 +1,63 @@
+"""Segments split at necks (split_perception/touching_objects.py)."""
+import cv2
+import numpy as np
+
+from split_perception.touching_objects import split_at_necks
+
+
+def canvas(size: int = 64) -> np.ndarray:
+    return np.zeros((size, size), np.int32)
+
+
+def test_two_touching_discs_in_one_segment_come_apart():
+    segments = canvas()
+    cv2.circle(segments, (22, 32), 8, 1, -1)
+    cv2.circle(segments, (38, 32), 8, 1, -1)  # centres 16 px apart: the discs meet at a neck
+    out, parent = split_at_necks(segments)
+    assert list(parent) == [0, 1, 1]  # segment 2 is the new part, split from segment 1
+    left, right = out[32, 18], out[32, 42]
+    assert {left, right} == {1, 2}
+    for centre, part in (((22, 32), left), ((38, 32), right)):
+        disc = np.zeros_like(segments, np.uint8)
+        cv2.circle(disc, centre, 6, 1, -1)  # each disc's inner part lies in one piece
+        assert (out[disc > 0] == part).all()
+    assert (out[segments == 0] == 0).all()
+
+
+def test_compact_objects_stay_whole():
+    for draw in (
+        lambda m: cv2.circle(m, (32, 32), 9, 1, -1),  # disc
+        lambda m: cv2.rectangle(m, (20, 24), (44, 38), 1, -1),  # long rectangle
+        lambda m: cv2.circle(m, (32, 32), 10, 1, 4),  # ring
+        lambda m: (cv2.rectangle(m, (29, 18), (35, 46), 1, -1), cv2.rectangle(m, (18, 29), (46, 35), 1, -1)),  # cross
+    ):
+        segments = canvas()
+        draw(segments)
+        out, parent = split_at_necks(segments)
+        np.testing.assert_array_equal(out, segments)
+        assert list(parent) == [0, 1]
+
+
+def test_surfaces_and_specks_are_left_alone():
+    segments = canvas()
+    segments[:, 32:] = 1  # half the image: a surface, even with a neck in it
+    segments[10:20, 32:36] = 0
+    segments[30:50, 32:36] = 0
+    cv2.circle(segments, (10, 10), 1, 2, -1)  # a 5-px speck
+    out, parent = split_at_necks(segments)
+    np.testing.assert_array_equal(out, segments)
+    assert list(parent) == [0, 1, 2]
+
+
+def test_segmentation_gives_split_parts_the_slot_they_came_from():
+    from split_perception.segmenter import Segmentation
+
+    labels = np.zeros((64, 64), np.uint8)
+    cv2.circle(labels, (22, 32), 8, 3, -1)
+    cv2.circle(labels, (38, 32), 8, 3, -1)
+    masks = np.stack([labels == k for k in range(4)]).astype(np.float32)
+    out = Segmentation(masks=masks, labels=labels, latents=np.zeros((4, 2), np.float32), model_masks=masks, split_touching=True)
+    assert len(out.segment_slots) == 3 and out.segment_slots[out.segments[32, 18]] == out.segment_slots[out.segments[32, 42]] == 3
+    assert out.segments[32, 18] != out.segments[32, 42]
+    whole = Segmentation(masks=masks, labels=labels, latents=out.latents, model_masks=masks)
+    assert len(whole.segment_slots) == 2
