@@ -81,6 +81,22 @@ def test_default_segmenter_separates_objects_on_held_out_rooms(segmenter, kind):
     assert np.nanmean(aris) >= np.nanmean(aris_unrefined) + 0.15, (aris, aris_unrefined)
 
 
+def test_default_segmenter_keeps_its_objects_on_camera_sized_frames(segmenter):
+    """Rich rooms scaled up to 320 x 240 (soft edges, as a camera's): the segments hold up. They are
+    made at model resolution; made on the frame, edges spread over pixels joined objects into
+    the surfaces behind them (0.66 vs 0.83 on 40 validation rooms at 320 px, docs/RESULTS.md)."""
+    import cv2
+
+    cfg = scenes.room_kind_config("room_rich", 64)
+    aris = []
+    for i in range(12):
+        s = scenes.generate(cfg, TEST_SEED, i)
+        frame = cv2.resize(s.image, (320, 240), interpolation=cv2.INTER_LINEAR)
+        truth = cv2.resize(s.labels, (320, 240), interpolation=cv2.INTER_NEAREST)
+        aris.append(metrics.foreground_ari(truth, segmenter(frame).segments))
+    assert np.nanmean(aris) >= 0.75, aris  # measured 0.89 on these 12 rooms
+
+
 @pytest.mark.parametrize("shape", [(17, 90), (480, 640)])
 def test_defaults_answer_camera_sized_frames(shape, detector, segmenter):
     img = np.random.default_rng(0).integers(0, 256, shape + (3,), dtype=np.uint8)
