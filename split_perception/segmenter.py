@@ -50,10 +50,10 @@ class Segmentation:
     @functools.cached_property
     def _segmented(self) -> tuple[np.ndarray, np.ndarray]:
         # At model resolution: there the refined edges are exact to the pixel and the colour
-        # steps across them sharp; a camera frame's edges are spread over several pixels, which
-        # joined objects into the surface behind them (validation rich rooms at 320 px: FG-ARI
-        # 0.66 computed on the frame, 0.83 at model resolution; docs/RESULTS.md). It is also
-        # 10-100x fewer pixels to label.
+        # steps across them sharp, while a camera frame's edges are spread over several pixels,
+        # which the join mistook for no edge (docs/RESULTS.md, "Camera-sized frames"); and it is
+        # 10-100x fewer pixels to label (segments cost x1.25 of a plain call at 640 x 480, x1.9
+        # when made on the frame).
         segments, slots = connected_segments(self.model_masks.argmax(0).astype(np.uint8))
         if self.frame is not None and len(slots):
             group = join_segments_without_edges(segments, self.frame)

@@ -81,20 +81,26 @@ def test_default_segmenter_separates_objects_on_held_out_rooms(segmenter, kind):
     assert np.nanmean(aris) >= np.nanmean(aris_unrefined) + 0.15, (aris, aris_unrefined)
 
 
-def test_default_segmenter_keeps_its_objects_on_camera_sized_frames(segmenter):
-    """Rich rooms scaled up to 320 x 240 (soft edges, as a camera's): the segments hold up. They are
-    made at model resolution; made on the frame, edges spread over pixels joined objects into
-    the surfaces behind them (0.66 vs 0.83 on 40 validation rooms at 320 px, docs/RESULTS.md)."""
+def test_default_segmenter_on_camera_sized_frames(segmenter):
+    """Rich rooms scaled up to 320 x 240 (soft edges, as a camera's), scored against the true labels
+    scaled the same way (argmax of the bilinearly scaled one-hot labels). Far below the 64 px
+    figures (docs/RESULTS.md, "Camera-sized frames"); the post-processing still helps."""
     import cv2
 
+    from split_perception.segmenter import upsample_masks
+
+    plain = load_segmenter(backend="onnxruntime", refine_edges=False, split_touching=False)
     cfg = scenes.room_kind_config("room_rich", 64)
-    aris = []
+    aris, aris_plain = [], []
     for i in range(12):
         s = scenes.generate(cfg, TEST_SEED, i)
         frame = cv2.resize(s.image, (320, 240), interpolation=cv2.INTER_LINEAR)
-        truth = cv2.resize(s.labels, (320, 240), interpolation=cv2.INTER_NEAREST)
+        one_hot = np.stack([s.labels == k for k in range(int(s.labels.max()) + 1)]).astype(np.float32)
+        truth = upsample_masks(one_hot, (240, 320)).argmax(0)
         aris.append(metrics.foreground_ari(truth, segmenter(frame).segments))
-    assert np.nanmean(aris) >= 0.75, aris  # measured 0.89 on these 12 rooms
+        aris_plain.append(metrics.foreground_ari(truth, plain(frame).segments))
+    # measured on these 12 rooms: 0.54 with the default post-processing, 0.42 without
+    assert np.nanmean(aris) >= 0.45 and np.nanmean(aris) >= np.nanmean(aris_plain) + 0.05, (aris, aris_plain)
 
 
 @pytest.mark.parametrize("shape", [(17, 90), (480, 640)])
