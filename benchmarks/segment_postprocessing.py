@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from split_perception import load_segmenter, mask_refinement, touching_objects
-from split_perception.segmenter import connected_segments
+from split_perception.segmenter import object_segments
 from split_perception.training import metrics, scenes
 
 VALIDATION_SEED = 20000
@@ -32,12 +32,10 @@ def interior(labels: np.ndarray) -> np.ndarray:
 
 
 def segments_with(labels: np.ndarray, frame: np.ndarray, join_below: float | None, core: float | None) -> np.ndarray:
-    """Segments of `labels` as Segmentation makes them, with this joining threshold and core
-    fraction (None: that step off)."""
-    segments, _ = connected_segments(labels)
-    if join_below:
-        segments = mask_refinement.join_segments_without_edges(segments, frame, join_below)[segments]
-    return segments if core is None else touching_objects.split_at_necks(segments, core)[0]
+    """Segments of `labels` with this joining threshold and core fraction (None: that step off)."""
+    return object_segments(labels, frame if join_below else None, core is not None,
+                           join_below=join_below or mask_refinement.DEFAULT_JOIN_BELOW,
+                           core_fraction=core or touching_objects.DEFAULT_CORE_FRACTION)[0]
 
 
 def main(argv=None) -> None:

@@ -32,11 +32,16 @@ def refined_labels(image: np.ndarray, masks: np.ndarray, window: int = DEFAULT_W
     square) holds it; a band pixel takes the slot whose interior pixels within `window` x
     `window` have the mean colour nearest its own, if clearly nearer than its own slot's (slots
     without interior pixels there cannot take it)."""
-    if image.shape[:2] != masks.shape[1:]:
-        raise ValueError(f"image {image.shape[:2]} and masks {masks.shape[1:]} differ in size")
-    x = image.astype(np.float32) / (255.0 if image.dtype == np.uint8 else 1.0)
-    k, h, w = masks.shape
-    labels = masks.argmax(0)
+    return _refine(image, masks.argmax(0), masks.shape[0], window, rounds)
+
+
+def _refine(image: np.ndarray, labels: np.ndarray, k: int, window: int, rounds: int) -> np.ndarray:
+    """refined_labels from the masks' argmax `labels` (changed in place) and their slot count k."""
+    if image.shape[:2] != labels.shape:
+        raise ValueError(f"image {image.shape[:2]} and masks {labels.shape} differ in size")
+    # the model input is float32 in [0, 1] already: no copy then
+    x = image.astype(np.float32) / np.float32(255.0) if image.dtype == np.uint8 else image.astype(np.float32, copy=False)
+    h, w = labels.shape
     for _ in range(rounds):
         # band: pixels whose 3 x 3 neighbourhood holds more than one label (the image border is
         # not an edge: BORDER_REPLICATE)
@@ -78,8 +83,8 @@ def _window_sums(planes: np.ndarray, window: int) -> np.ndarray:
 def refine_masks(image: np.ndarray, masks: np.ndarray, window: int = DEFAULT_WINDOW, rounds: int = DEFAULT_ROUNDS) -> np.ndarray:
     """(K, h, w) masks whose argmax is `refined_labels`: where a pixel changes slot, its mask values
     of the old and the new slot are swapped, so the masks stay soft and still sum to one."""
-    labels = refined_labels(image, masks, window, rounds)
     old = masks.argmax(0)
+    labels = _refine(image, old.copy(), masks.shape[0], window, rounds)
     moved = np.nonzero(labels != old)
     if not moved[0].size:
         return masks

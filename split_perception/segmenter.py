@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 
 from .backends import ModelRunner, open_runner
-from .mask_refinement import join_segments_without_edges, refine_masks
-from .touching_objects import split_at_necks
+from .mask_refinement import DEFAULT_JOIN_BELOW, join_segments_without_edges, refine_masks
 from .preprocessing import default_model_path, preprocess
+from .touching_objects import DEFAULT_CORE_FRACTION, split_at_necks
 
 log = logging.getLogger("split_perception")
 
@@ -54,18 +54,7 @@ class Segmentation:
         # which the join mistook for no edge (docs/RESULTS.md, "Camera-sized frames"); and it is
         # 10-100x fewer pixels to label (segments cost x1.25 of a plain call at 640 x 480, x1.9
         # when made on the frame).
-        segments, slots = connected_segments(self.model_masks.argmax(0).astype(np.uint8))
-        if self.frame is not None and len(slots):
-            group = join_segments_without_edges(segments, self.frame)
-            # a joined segment keeps the slot of its largest part
-            sizes = np.bincount(segments.ravel(), minlength=len(slots))
-            largest = np.lexsort((-sizes, group))  # by group, largest part first
-            first = np.ones(len(largest), bool)
-            first[1:] = group[largest][1:] != group[largest][:-1]
-            segments, slots = group[segments].astype(np.int32), slots[largest[first]]
-        if self.split_touching and len(slots):
-            segments, parent = split_at_necks(segments)
-            slots = slots[parent]
+        segments, slots = object_segments(self.model_masks.argmax(0).astype(np.uint8), self.frame, self.split_touching)
         if segments.shape != self.labels.shape:
             segments = cv2.resize(segments, self.labels.shape[::-1], interpolation=cv2.INTER_NEAREST)
         return segments, slots
@@ -106,6 +95,26 @@ def connected_segments(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         segments[inside] = parts[inside] - 1 + len(slots)
         slots.extend([int(k)] * (n - 1))
     return segments, np.asarray(slots, np.int64)
+
+
+def object_segments(labels: np.ndarray, frame: np.ndarray | None = None, split_touching: bool = False,
+                    join_below: float = DEFAULT_JOIN_BELOW, core_fraction: float = DEFAULT_CORE_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+    """(segments (h, w) int32, segment_slots (S,)) of slot `labels`: each slot's connected regions;
+    with `frame` (h, w, 3), regions that meet without a colour edge joined (a joined segment keeps
+    the slot of its largest part; mask_refinement.join_segments_without_edges); with
+    split_touching, blobs with a neck split into their parts (touching_objects.split_at_necks)."""
+    segments, slots = connected_segments(labels)
+    if frame is not None and len(slots):
+        group = join_segments_without_edges(segments, frame, join_below)
+        sizes = np.bincount(segments.ravel(), minlength=len(slots))
+        largest = np.lexsort((-sizes, group))  # by group, largest part first
+        first = np.ones(len(largest), bool)
+        first[1:] = group[largest][1:] != group[largest][:-1]
+        segments, slots = group[segments].astype(np.int32), slots[largest[first]]
+    if split_touching and len(slots):
+        segments, parent = split_at_necks(segments, core_fraction)
+        slots = slots[parent]
+    return segments, slots
 
 
 def upsample_masks(masks: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
