@@ -39,22 +39,13 @@ def _refine(image: np.ndarray, labels: np.ndarray, k: int, window: int, rounds: 
     """refined_labels from the masks' argmax `labels` (changed in place) and their slot count k."""
     if image.shape[:2] != labels.shape:
         raise ValueError(f"image {image.shape[:2]} and masks {labels.shape} differ in size")
-    # the model input is float32 in [0, 1] already: no copy then
-    x = image.astype(np.float32) / np.float32(255.0) if image.dtype == np.uint8 else image.astype(np.float32, copy=False)
-    h, w = labels.shape
+    x = unit_float(image)
     for _ in range(rounds):
-        # band: pixels whose 3 x 3 neighbourhood holds more than one label (the image border is
-        # not an edge: BORDER_REPLICATE)
-        lab = labels.astype(np.uint16)
-        band = cv2.erode(lab, _CROSS, borderType=cv2.BORDER_REPLICATE) != cv2.dilate(lab, _CROSS, borderType=cv2.BORDER_REPLICATE)
+        band = label_boundaries(labels)
         if not band.any():
             break
-        # every slot's interior pixels (count 1, colour) in one plane per slot, summed over each
-        # pixel's window by one box filter (channels last); only band pixels are compared
-        iy, ix = np.nonzero(~band)
-        planes = np.zeros((h, w, k, 4), np.float32)
-        planes[iy, ix, labels[iy, ix]] = np.concatenate([np.ones((iy.size, 1), np.float32), x[iy, ix]], axis=1)
-        sums = _window_sums(planes.reshape(h, w, 4 * k), window).reshape(h, w, k, 4)[band]  # (n, K, 4)
+        # only band pixels are compared
+        sums = interior_colour_sums(x, labels, k, window, band)[band]  # (n, K, 4)
         count, total = sums[..., 0], sums[..., 1:]
         by, bx = np.nonzero(band)
         dist = ((x[band][:, None, :] - total / np.maximum(count, 1e-6)[..., None]) ** 2).sum(-1)
@@ -72,6 +63,29 @@ def _refine(image: np.ndarray, labels: np.ndarray, k: int, window: int, rounds: 
     return labels
 
 
+def unit_float(image: np.ndarray) -> np.ndarray:
+    """(h, w, 3) colours as float32 in [0, 1]; the model input is that already: no copy then."""
+    return image.astype(np.float32) / np.float32(255.0) if image.dtype == np.uint8 else image.astype(np.float32, copy=False)
+
+
+def label_boundaries(labels: np.ndarray) -> np.ndarray:
+    """(h, w) bool: pixels whose 3 x 3 neighbourhood holds more than one label (the image border
+    is not an edge: BORDER_REPLICATE)."""
+    lab = labels.astype(np.uint16)
+    return cv2.erode(lab, _CROSS, borderType=cv2.BORDER_REPLICATE) != cv2.dilate(lab, _CROSS, borderType=cv2.BORDER_REPLICATE)
+
+
+def interior_colour_sums(x: np.ndarray, labels: np.ndarray, k: int, window: int, band: np.ndarray) -> np.ndarray:
+    """(h, w, K, 4): for every pixel and slot, the count (channel 0) and summed colour (1-3) of
+    that slot's interior pixels (not on `band`) within window x window. One plane per slot,
+    summed by one box filter (channels last)."""
+    h, w = labels.shape
+    iy, ix = np.nonzero(~band)
+    planes = np.zeros((h, w, k, 4), np.float32)
+    planes[iy, ix, labels[iy, ix]] = np.concatenate([np.ones((iy.size, 1), np.float32), x[iy, ix]], axis=1)
+    return _window_sums(planes.reshape(h, w, 4 * k), window).reshape(h, w, k, 4)
+
+
 def _window_sums(planes: np.ndarray, window: int) -> np.ndarray:
     """(h, w, C) -> (h, w, C): each plane summed over window x window (zeros outside the image)."""
     box = dict(ksize=(window, window), normalize=False, borderType=cv2.BORDER_CONSTANT)
@@ -84,14 +98,21 @@ def refine_masks(image: np.ndarray, masks: np.ndarray, window: int = DEFAULT_WIN
     """(K, h, w) masks whose argmax is `refined_labels`: where a pixel changes slot, its mask values
     of the old and the new slot are swapped, so the masks stay soft and still sum to one."""
     old = masks.argmax(0)
-    labels = _refine(image, old.copy(), masks.shape[0], window, rounds)
+    return swap_to_labels(masks, old, _refine(image, old.copy(), masks.shape[0], window, rounds))
+
+
+def swap_to_labels(masks: np.ndarray, old: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(K, h, w) masks whose argmax `old` becomes `labels`: where a pixel changes slot, its values of
+    the old and the new slot are swapped, so the masks stay soft and still sum to one (a copy
+    only when a pixel changes)."""
     moved = np.nonzero(labels != old)
     if not moved[0].size:
         return masks
     out = masks.copy()
     new_k, old_k = labels[moved], old[moved]
-    out[new_k, moved[0], moved[1]] = masks[old_k, moved[0], moved[1]]
-    out[old_k, moved[0], moved[1]] = masks[new_k, moved[0], moved[1]]
+    new_v, old_v = masks[new_k, moved[0], moved[1]], masks[old_k, moved[0], moved[1]]  # read before writing
+    out[new_k, moved[0], moved[1]] = old_v
+    out[old_k, moved[0], moved[1]] = new_v
     return out
 
 

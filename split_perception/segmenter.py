@@ -2,7 +2,8 @@
 
 MONet / MONet-RN50* over any backend. Pre-processing is the detectors' (preprocessing.py);
 post-processing (mask edges refined by colour at model resolution, see mask_refinement.py;
-upsampling to the input size, renormalisation, labels) is numpy, so every backend gives the
+upsampling to the input size, renormalisation, labels, edges refined again on the input's colours,
+see frame_edges.py) is numpy, so every backend gives the
 same result and the ONNX Runtime path never imports torch.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import cv2
 import numpy as np
 
 from .backends import ModelRunner, open_runner
+from .frame_edges import frame_segments, refine_frame_masks
 from .mask_refinement import DEFAULT_JOIN_BELOW, join_segments_without_edges, refine_masks
 from .preprocessing import default_model_path, preprocess
 from .touching_objects import DEFAULT_CORE_FRACTION, split_at_necks
@@ -30,11 +32,12 @@ class Segmentation:
     """Slots of one image: masks (K, H, W) soft, summing to one over K, at input resolution;
     labels (H, W) the most likely slot of each pixel; latents (K, D) one row per slot;
     model_masks (K, h, w) the masks at model resolution that `masks` is upsampled from (the
-    model's own, with edges refined by colour unless the segmenter's refine_edges is off).
+    model's own, with edges refined by colour unless the segmenter's refine_edges is off; then
+    `masks` and `labels` have their edges refined again on the input's colours, frame_edges.py).
     segments / segment_slots: objects, made at model resolution from model_masks' labels: each
     slot's connected regions (connected_segments), with `frame` (the image as the model saw it,
     (h, w, 3)) given, regions that meet without a colour edge joined again, with split_touching,
-    blobs with a neck split into their parts; then resized to the input (see segments)."""
+    blobs with a neck split into their parts; then brought to the input's resolution (see segments)."""
 
     masks: np.ndarray
     labels: np.ndarray
@@ -56,7 +59,10 @@ class Segmentation:
         # when made on the frame).
         segments, slots = object_segments(self.model_masks.argmax(0).astype(np.uint8), self.frame, self.split_touching)
         if segments.shape != self.labels.shape:
-            segments = cv2.resize(segments, self.labels.shape[::-1], interpolation=cv2.INTER_NEAREST)
+            if self.frame is None:  # unrefined: the model's grid
+                segments = cv2.resize(segments, self.labels.shape[::-1], interpolation=cv2.INTER_NEAREST_EXACT)
+            else:  # edges where the refined labels have them
+                segments = frame_segments(segments, slots, self.labels)
         return segments, slots
 
     @property
@@ -65,9 +71,10 @@ class Segmentation:
         frame shows a colour edge between them (regions of two slots that meet without one, e.g.
         one object the attention cut in two, are one segment), and with split_touching, a blob
         made of two thick parts joined by a neck split in two (touching_objects.py). Made at model
-        resolution and resized with nearest neighbours, so at the input resolution its edges are
-        steps of one model pixel and may differ from `labels` (smooth, from the upsampled masks)
-        within that step."""
+        resolution and resized with nearest neighbours; with refined edges, each pixel near an
+        edge then takes the neighbouring segment of its slot in `labels`, so the segments' edges
+        are the labels' (frame_edges.frame_segments); unrefined, they are steps of one model
+        pixel."""
         return self._segmented[0]
 
     @property
@@ -138,16 +145,23 @@ def upsample_masks(masks: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 
 def postprocess_slots(outputs: dict, image_hw: tuple[int, int], model_input: np.ndarray | None = None,
-                      split_touching: bool = False) -> Segmentation:
+                      split_touching: bool = False, image: np.ndarray | None = None) -> Segmentation:
     """Segmentation of one frame from the model's outputs; model_input (1, 3, h, w), the frame as
-    the model saw it: when given, mask edges are refined by its colours (refine_masks) and
-    segments are joined where it shows no colour edge; split_touching: segments split at necks."""
+    the model saw it: when given, mask edges are refined by its colours (refine_masks), then, with
+    the input `image` (H, W, 3) given too, again by the image's colours at its own resolution
+    (frame_edges.refine_frame_masks), and segments are joined where it shows no colour edge;
+    split_touching: segments split at necks."""
     model_masks = outputs["masks"][0].astype(np.float32)
     frame = None if model_input is None else model_input[0].transpose(1, 2, 0)
     if frame is not None:
         model_masks = refine_masks(frame, model_masks)
     masks = upsample_masks(model_masks, image_hw)
-    return Segmentation(masks=masks, labels=masks.argmax(0).astype(np.uint8), latents=outputs["latents"][0].astype(np.float32),
+    if frame is not None and image is not None and masks.shape[1:] != frame.shape[:2]:
+        # upsample_masks made `masks`: ours to change in place
+        masks, labels = refine_frame_masks(image, frame, model_masks.argmax(0), masks)
+    else:
+        labels = masks.argmax(0).astype(np.uint8)
+    return Segmentation(masks=masks, labels=labels, latents=outputs["latents"][0].astype(np.float32),
                         model_masks=model_masks, frame=frame, split_touching=split_touching)
 
 
@@ -173,7 +187,8 @@ class Segmenter:
     def __call__(self, image: np.ndarray) -> Segmentation:
         x = preprocess(image, self.input_size)
         outputs = self.runner.run(x)
-        return postprocess_slots(outputs, image.shape[:2], x if self.refine_edges else None, split_touching=self.split_touching)
+        return postprocess_slots(outputs, image.shape[:2], x if self.refine_edges else None, split_touching=self.split_touching,
+                                 image=image)
 
 
 def load_segmenter(path: str | Path | None = None, backend: str = "auto", refine_edges: bool = True,

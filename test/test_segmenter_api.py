@@ -63,11 +63,11 @@ def test_any_input_size_gives_masks_at_input_resolution(tiny_segmenter_files, sh
     np.testing.assert_array_equal(out.labels, out.masks.argmax(0))
 
     def model_labels(seg):  # segments are made at model resolution and resized with nearest neighbours
-        return cv2.resize(seg.model_masks.argmax(0).astype(np.uint8), shape[::-1], interpolation=cv2.INTER_NEAREST)
+        return cv2.resize(seg.model_masks.argmax(0).astype(np.uint8), shape[::-1], interpolation=cv2.INTER_NEAREST_EXACT)
 
-    # each segment's slot is the slot of most of its pixels (joined regions of two slots keep the larger's)
-    for sid, slot in enumerate(out.segment_slots):
-        assert np.bincount(model_labels(out)[out.segments == sid]).argmax() == slot
+    # segments follow the labels, whose edges were refined at input resolution: a pixel's segment has its
+    # slot but where two slots' regions were joined into one segment (measured 0.98 at 640 x 480, else 1.0)
+    assert (out.segment_slots[out.segments] == out.labels).mean() >= 0.95
     plain = load_segmenter(tiny_segmenter_files[1], refine_edges=False, split_touching=False)(img)
     assert (plain.segment_slots[plain.segments] == model_labels(plain)).all()  # unjoined: one slot per segment
 
