@@ -20,7 +20,7 @@ from .backends import ModelRunner, open_runner
 from .frame_edges import frame_segments, refine_frame_masks
 from .mask_refinement import DEFAULT_JOIN_BELOW, join_segments_without_edges, refine_masks
 from .preprocessing import default_model_path, preprocess
-from .touching_objects import DEFAULT_CORE_FRACTION, split_at_necks
+from .touching_objects import DEFAULT_CORE_FRACTION, split_at_colour_edges, split_at_necks
 
 log = logging.getLogger("split_perception")
 
@@ -37,7 +37,8 @@ class Segmentation:
     segments / segment_slots: objects, made at model resolution from model_masks' labels: each
     slot's connected regions (connected_segments), with `frame` (the image as the model saw it,
     (h, w, 3)) given, regions that meet without a colour edge joined again, with split_touching,
-    blobs with a neck split into their parts; then brought to the input's resolution (see segments)."""
+    blobs with a neck split into their parts and, with `frame`, segments split along strong colour
+    edges inside them; then brought to the input's resolution (see segments)."""
 
     masks: np.ndarray
     labels: np.ndarray
@@ -70,7 +71,8 @@ class Segmentation:
         """(H, W) int32 segment id of each pixel: the connected regions of each slot, where the
         frame shows a colour edge between them (regions of two slots that meet without one, e.g.
         one object the attention cut in two, are one segment), and with split_touching, a blob
-        made of two thick parts joined by a neck split in two (touching_objects.py). Made at model
+        made of two thick parts joined by a neck, or of two colours with a sharp step between them,
+        split in two (touching_objects.py). Made at model
         resolution and resized with nearest neighbours; with refined edges, each pixel near an
         edge then takes the neighbouring segment of its slot in `labels`, so the segments' edges
         are the labels' (frame_edges.frame_segments); unrefined, they are steps of one model
@@ -109,7 +111,8 @@ def object_segments(labels: np.ndarray, frame: np.ndarray | None = None, split_t
     """(segments (h, w) int32, segment_slots (S,)) of slot `labels`: each slot's connected regions;
     with `frame` (h, w, 3), regions that meet without a colour edge joined (a joined segment keeps
     the slot of its largest part; mask_refinement.join_segments_without_edges); with
-    split_touching, blobs with a neck split into their parts (touching_objects.split_at_necks)."""
+    split_touching, blobs with a neck split into their parts (touching_objects.split_at_necks) and,
+    with `frame`, segments split along strong colour edges inside them (split_at_colour_edges)."""
     segments, slots = connected_segments(labels)
     if frame is not None and len(slots):
         group = join_segments_without_edges(segments, frame, join_below)
@@ -121,6 +124,9 @@ def object_segments(labels: np.ndarray, frame: np.ndarray | None = None, split_t
     if split_touching and len(slots):
         segments, parent = split_at_necks(segments, core_fraction)
         slots = slots[parent]
+        if frame is not None:
+            segments, parent = split_at_colour_edges(segments, frame)
+            slots = slots[parent]
     return segments, slots
 
 

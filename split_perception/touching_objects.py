@@ -1,4 +1,5 @@
-"""Segments split where two compact blobs meet at a neck: touching objects one slot took together.
+"""Segments split where touching objects that one slot took together meet: at a neck
+(split_at_necks), or along a strong colour edge (split_at_colour_edges).
 
 Colour cannot part two touching objects of one colour, and MONet's one-pass attention gives
 such objects one slot: on the validation rich rooms 17% of objects shared their segment with
@@ -47,5 +48,60 @@ def split_at_necks(segments: np.ndarray, core_fraction: float = DEFAULT_CORE_FRA
         view = out[y : y + h, x : x + w]
         for c in range(2, count):  # core 1 keeps the old id
             view[inside & (part == c)] = len(parent)
+            parent.append(int(sid))
+    return out, np.asarray(parent, np.int64)
+
+
+DEFAULT_EDGE_STEP = 25.0  # summed |RGB step| (0-255 per channel) between 4-neighbours that parts two objects
+MIN_PART_PIXELS = 8
+MIN_PART_FRACTION = 0.1  # of the segment
+MAX_EDGE_FRACTION = 0.3  # a segment with more strong-step pixels than this is textured or noisy: left whole
+
+
+def split_at_colour_edges(segments: np.ndarray, image: np.ndarray, step: float = DEFAULT_EDGE_STEP) -> tuple[np.ndarray, np.ndarray]:
+    """(segments split along strong colour edges (H, W), parent (S',): the old id each new id came from).
+
+    The attention also gives one slot to touching objects of different colours; a segment's
+    connected region then holds two colours with a sharp step between them. Pixels with a
+    4-neighbour of the same segment more than `step` away in colour (summed |RGB|, 0-255, on the
+    image median-filtered over 3 x 3, so that sensor noise makes no steps) are the segment's
+    inner edges; without them the segment falls into parts, and when two or more parts hold at
+    least MIN_PART_PIXELS and MIN_PART_FRACTION of it each, every pixel goes to its nearest big
+    part. Shading ramps step far less than `step` per pixel; a segment where over
+    MAX_EDGE_FRACTION of the pixels are on steps is a texture, not two objects, and stays whole.
+    The join of edgeless boundaries (mask_refinement.join_segments_without_edges) is the
+    converse rule. Ids of unsplit segments do not change; the extra parts take ids S, S+1, ..."""
+    if image.shape[:2] != segments.shape:
+        raise ValueError(f"image {image.shape[:2]} and segments {segments.shape} differ in size")
+    pixels = image if image.dtype == np.uint8 else np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+    x = cv2.medianBlur(pixels, 3).astype(np.float32)
+    on_edge = np.zeros(segments.shape, bool)
+    for dy, dx in ((0, 1), (1, 0)):
+        h, w = segments.shape[0] - dy, segments.shape[1] - dx
+        strong = (segments[:h, :w] == segments[dy:, dx:]) & (np.abs(x[:h, :w] - x[dy:, dx:]).sum(-1) > step)
+        on_edge[:h, :w] |= strong
+        on_edge[dy:, dx:] |= strong
+    out = segments.copy()
+    n = int(segments.max()) + 1 if segments.size else 0
+    parent = list(range(n))
+    areas = np.bincount(segments.ravel(), minlength=n)
+    edge_pixels = np.bincount(segments[on_edge], minlength=n)
+    candidates = (areas >= MIN_AREA_FRACTION * segments.size) & (areas <= MAX_AREA_FRACTION * segments.size)
+    for sid in np.flatnonzero(candidates & (edge_pixels > 0) & (edge_pixels <= MAX_EDGE_FRACTION * areas)):
+        mask = segments == sid
+        count, parts = cv2.connectedComponents((mask & ~on_edge).astype(np.uint8), connectivity=4)
+        sizes = np.bincount(parts[mask], minlength=count)
+        sizes[0] = 0  # edge pixels (outside the segment is never in parts[mask])
+        big = np.flatnonzero(sizes >= max(MIN_PART_PIXELS, MIN_PART_FRACTION * areas[sid]))
+        if big.size < 2:
+            continue
+        seeds = np.isin(parts, big) & mask
+        _, nearest = cv2.distanceTransformWithLabels((~seeds).astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
+        ys, xs = np.nonzero(seeds)
+        lookup = np.zeros(int(nearest.max()) + 1, np.int64)
+        lookup[nearest[ys, xs]] = parts[ys, xs]
+        part = lookup[nearest]
+        for b in big[1:]:  # the first big part keeps the old id
+            out[mask & (part == b)] = len(parent)
             parent.append(int(sid))
     return out, np.asarray(parent, np.int64)

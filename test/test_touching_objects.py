@@ -2,7 +2,9 @@
 import cv2
 import numpy as np
 
-from split_perception.touching_objects import split_at_necks
+import pytest
+
+from split_perception.touching_objects import split_at_colour_edges, split_at_necks
 
 
 def canvas(size: int = 64) -> np.ndarray:
@@ -61,3 +63,48 @@ def test_segmentation_gives_split_parts_the_slot_they_came_from():
     assert out.segments[32, 18] != out.segments[32, 42]
     whole = Segmentation(masks=masks, labels=labels, latents=out.latents, model_masks=masks)
     assert len(whole.segment_slots) == 2
+
+
+# ---------------------------------------------------------------- split along strong colour edges
+def two_colour_block(left=(200, 40, 40), right=(40, 40, 200)):
+    """One segment (id 1) on a grey surface (id 0): a 24 x 16 block, left half one colour, right the other."""
+    segments, image = canvas(), np.full((64, 64, 3), 128, np.uint8)
+    segments[24:40, 20:44] = 1
+    image[24:40, 20:32], image[24:40, 32:44] = left, right
+    return segments, image
+
+
+def test_touching_objects_of_two_colours_in_one_segment_come_apart():
+    segments, image = two_colour_block()
+    out, parent = split_at_colour_edges(segments, image)
+    assert list(parent) == [0, 1, 1]
+    assert (out[24:40, 20:32] == 1).all() and (out[24:40, 32:44] == 2).all()
+    assert (out[segments == 0] == 0).all()
+    # the model input (float in [0, 1]) gives the same answer
+    np.testing.assert_array_equal(split_at_colour_edges(segments, image.astype(np.float32) / 255.0)[0], out)
+
+
+def test_shading_noise_and_texture_keep_a_segment_whole():
+    segments, _ = two_colour_block()
+    ramp = np.linspace(0.8, 1.2, 24)[None, :, None] * np.array([180.0, 60, 60])  # a lit object: brightness ramp
+    noisy = np.full((64, 64, 3), 128.0)
+    noisy[24:40, 20:44] = ramp
+    rng = np.random.default_rng(0)
+    for image in (
+        noisy,  # shading alone
+        noisy + rng.normal(0, 8, noisy.shape),  # and sensor noise
+        np.where((np.indices((64, 64)).sum(0) % 2)[..., None] > 0, 230.0, 20.0) * np.ones(3),  # a fine texture
+    ):
+        out, parent = split_at_colour_edges(segments, np.clip(image, 0, 255).astype(np.uint8))
+        np.testing.assert_array_equal(out, segments)
+        assert list(parent) == [0, 1]
+
+
+def test_colour_split_needs_two_big_parts_and_matching_sizes():
+    segments, image = two_colour_block()
+    image[24:27, 20:44] = (40, 200, 40)  # a 3-px stripe: a part of 36 px, under a tenth of the 384
+    image[24:40, 32:44] = (200, 40, 40)  # the rest one colour
+    out, _ = split_at_colour_edges(segments, image)
+    np.testing.assert_array_equal(out, segments)
+    with pytest.raises(ValueError, match="differ in size"):
+        split_at_colour_edges(segments, image[:32])
