@@ -31,9 +31,9 @@ class SegmenterNode(CameraModelNode):
         self.declare_parameter("model_path", "", P.model_path_descriptor())
         self.declare_parameter("backend", "auto", P.backend_descriptor())
         self.declare_parameter("refine_edges", True, P.describe("move mask edges onto the frame's colour edges "
-                                                                "(split_perception/mask_refinement.py)"))
-        self.declare_parameter("split_touching", True, P.describe("split segments where two blobs meet at a neck "
-                                                                  "(split_perception/touching_objects.py)"))
+                                                                "(split_perception/mask_refinement.py, frame_edges.py)"))
+        self.declare_parameter("split_touching", True, P.describe("split segments where two blobs meet at a neck or "
+                                                                  "two colours at a sharp edge (split_perception/touching_objects.py)"))
         self.declare_parameter("publish_segments", False, P.describe("publish ~/segments and ~/segment_slots: each slot's "
                                                                      "connected regions apart (objects one slot took)"))
         self.declare_parameter("image_qos.reliability", "best_effort", P.reliability_descriptor("the image subscription"))
