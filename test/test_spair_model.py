@@ -299,3 +299,33 @@ def test_object_boxes_shrink_windows_to_the_drawn_object():
     x1, x2, y1, y2 = 16 + 2, 16 + 6, 4 + 4 * 2, 4 + 12 * 2
     torch.testing.assert_close(boxes[0, 0], torch.tensor([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]))
     torch.testing.assert_close(boxes[0, 1], windows[0, 1])
+
+
+def test_one_hue_glimpses_keep_shading_and_lose_a_second_colour():
+    from split_perception.models.spair import one_hue
+
+    alpha = torch.ones(2, 1, 8, 8)
+    red = torch.tensor([0.8, 0.1, 0.1])[:, None, None]
+    shaded = (red * torch.linspace(0.5, 1.0, 8)[None, None, :]).expand(3, 8, 8)  # one object, brightness ramp
+    two = torch.cat([red.expand(3, 8, 4), torch.tensor([0.1, 0.1, 0.8])[:, None, None].expand(3, 8, 4)], dim=2)  # red | blue
+    out = one_hue(torch.stack([shaded, two]), alpha)
+    torch.testing.assert_close(out[0], shaded, atol=1e-4, rtol=0)  # one hue, any brightness: unchanged
+    mean = two.mean((1, 2))
+    cos = (out[1] * mean[:, None, None]).sum(0) / (out[1].norm(dim=0) * mean.norm() + 1e-9)
+    assert (cos > 0.999).all()  # every pixel of the two-colour glimpse now has the mean's hue
+    assert (out[1] - two).abs().max() > 0.3  # so it cannot draw red and blue: a second glimpse must
+    # pixels outside the object (alpha 0) do not pull the hue
+    alpha_left = torch.cat([torch.ones(1, 1, 8, 4), torch.zeros(1, 1, 8, 4)], dim=3)
+    torch.testing.assert_close(one_hue(two[None], alpha_left)[0, :, :, :4], two[:, :, :4], atol=1e-4, rtol=0)
+
+
+def test_one_hue_model_gives_finite_gradients():
+    torch.manual_seed(0)
+    cfg = SpairConfig(image_size=24, cell_size=12, z_what=4, z_local=4, hidden=16, glimpse_size=8, glimpse_colour="one_hue")
+    model = SplitSpair(cfg)
+    out = model(torch.rand(2, 3, 24, 24), step=10)
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    with pytest.raises(ValueError, match="glimpse_colour"):
+        SpairConfig(glimpse_colour="rainbow")

@@ -119,6 +119,13 @@ class SpairConfig:
     # object. The glimpses are left to explain what is not background.
     background: str = "vae"
     bg_spectral_keep: tuple[int, ...] = (4, 8, 16, 32, 48)  # frequency bins per robust fit (coarse to fine)
+    # Glimpse colours. "free": any RGB per pixel. A glimpse could then draw two overlapping objects
+    # of different colours at once, and did: most under-counts of the crowded validation scenes
+    # were one box drawing two objects (docs/RESULTS.md). "one_hue": each glimpse's colours are
+    # projected onto its own alpha-weighted mean colour (brightness varies, hue does not), so two
+    # objects of different colours need two glimpses. Training only: the exported graph does not
+    # draw glimpse colours.
+    glimpse_colour: str = "free"
 
     def __post_init__(self):
         if self.image_size % self.cell_size:
@@ -129,6 +136,8 @@ class SpairConfig:
             raise ValueError(f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
         if self.background not in ("vae", "spectral"):
             raise ValueError(f"background must be 'vae' or 'spectral', got {self.background!r}")
+        if self.glimpse_colour not in ("free", "one_hue"):
+            raise ValueError(f"glimpse_colour must be 'free' or 'one_hue', got {self.glimpse_colour!r}")
         if self.split and self.z_local < 1:
             raise ValueError("split=True needs z_local >= 1")
 
@@ -357,7 +366,10 @@ class SplitSpair(nn.Module):
         """(B, G, A) z_what [+ (B, L) z_l, given to every glimpse] -> (B*G, 4, gs, gs) RGB + alpha in [0, 1]."""
         b, g = z_what.shape[:2]
         what_in = z_what if z_local is None else torch.cat([z_what, z_local[:, None].expand(b, g, -1)], dim=-1)
-        return torch.sigmoid(self.glimpse_decoder(what_in.reshape(b * g, -1)))
+        patch = torch.sigmoid(self.glimpse_decoder(what_in.reshape(b * g, -1)))
+        if self.cfg.glimpse_colour == "one_hue":
+            patch = torch.cat([one_hue(patch[:, :3], patch[:, 3:]), patch[:, 3:]], dim=1)
+        return patch
 
     def object_boxes(self, boxes: torch.Tensor, z_what: torch.Tensor, z_local: torch.Tensor | None) -> torch.Tensor:
         """Glimpse windows (B, G, 4) shrunk to the object drawn in them: the extent of alpha > 0.5.
@@ -464,6 +476,14 @@ class SplitSpair(nn.Module):
         so_far = torch.cumsum(hard, 1) - hard
         prior = table[torch.arange(g, device=pres_prob.device)[None, :], so_far.long()]
         return bernoulli_kl(pres_prob, prior).sum(1)
+
+
+def one_hue(rgb: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """(N, 3, h, w) colours projected onto each glimpse's alpha-weighted mean colour c: l * c with
+    l = <rgb, c> / <c, c> per pixel, clamped to [0, 1]. Shading (l) survives; a second hue does not."""
+    c = (alpha * rgb).sum((2, 3), keepdim=True) / (alpha.sum((2, 3), keepdim=True) + 1e-6)  # (N, 3, 1, 1)
+    brightness = (rgb * c).sum(1, keepdim=True) / ((c * c).sum(1, keepdim=True) + 1e-6)
+    return (brightness * c).clamp(0.0, 1.0)
 
 
 class SpairInference(nn.Module):
