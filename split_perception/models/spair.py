@@ -364,12 +364,16 @@ class SplitSpair(nn.Module):
 
     def decode_glimpses(self, z_what: torch.Tensor, z_local: torch.Tensor | None) -> torch.Tensor:
         """(B, G, A) z_what [+ (B, L) z_l, given to every glimpse] -> (B*G, 4, gs, gs) RGB + alpha in [0, 1]."""
-        b, g = z_what.shape[:2]
-        what_in = z_what if z_local is None else torch.cat([z_what, z_local[:, None].expand(b, g, -1)], dim=-1)
-        patch = torch.sigmoid(self.glimpse_decoder(what_in.reshape(b * g, -1)))
+        patch = self._decoded_patches(z_what, z_local)
         if self.cfg.glimpse_colour == "one_hue":
             patch = torch.cat([one_hue(patch[:, :3], patch[:, 3:]), patch[:, 3:]], dim=1)
         return patch
+
+    def _decoded_patches(self, z_what: torch.Tensor, z_local: torch.Tensor | None) -> torch.Tensor:
+        """The glimpse decoder's own (B*G, 4, gs, gs) output in [0, 1], before any colour constraint."""
+        b, g = z_what.shape[:2]
+        what_in = z_what if z_local is None else torch.cat([z_what, z_local[:, None].expand(b, g, -1)], dim=-1)
+        return torch.sigmoid(self.glimpse_decoder(what_in.reshape(b * g, -1)))
 
     def object_boxes(self, boxes: torch.Tensor, z_what: torch.Tensor, z_local: torch.Tensor | None) -> torch.Tensor:
         """Glimpse windows (B, G, 4) shrunk to the object drawn in them: the extent of alpha > 0.5.
@@ -381,7 +385,7 @@ class SplitSpair(nn.Module):
         """
         b, g = boxes.shape[:2]
         gs = self.cfg.glimpse_size
-        alpha = self.decode_glimpses(z_what, z_local)[:, 3].reshape(b, g, gs, gs)
+        alpha = self._decoded_patches(z_what, z_local)[:, 3].reshape(b, g, gs, gs)  # colours unused: not computed
         inside = (alpha > 0.5).to(alpha.dtype)
         u = unit_coords(gs, alpha)  # glimpse pixel centres in [-1, 1]
         half_pixel = 1.0 / gs
