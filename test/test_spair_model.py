@@ -292,7 +292,7 @@ def test_object_boxes_shrink_windows_to_the_drawn_object():
     gs = model.cfg.glimpse_size
     alpha = torch.zeros(2, 4, gs, gs)
     alpha[0, 3, 4:12, 2:6] = 1.0  # glimpse 0: object in rows 4..11, columns 2..5
-    model.decode_glimpses = lambda z_what, z_local: alpha  # glimpse 1 draws nothing
+    model._decoded_patches = lambda z_what, z_local: alpha  # glimpse 1 draws nothing
     windows = torch.tensor([[[24.0, 20.0, 16.0, 32.0], [10.0, 10.0, 8.0, 8.0]]])
     boxes = model.object_boxes(windows, torch.zeros(1, 2, 8), None)
     # window x from 16 to 32 (1 px per glimpse column), y from 4 to 36 (2 px per glimpse row)
