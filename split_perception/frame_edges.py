@@ -19,7 +19,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .mask_refinement import DEFAULT_WINDOW, _TIE, interior_colour_sums, label_boundaries, unit_float
+from .mask_refinement import COLOUR_TIE, DEFAULT_WINDOW, interior_colour_sums, label_boundaries, unit_float
 
 
 def edge_colour_planes(image: np.ndarray, labels: np.ndarray, k: int, window: int = DEFAULT_WINDOW):
@@ -44,7 +44,7 @@ def edge_colour_planes(image: np.ndarray, labels: np.ndarray, k: int, window: in
     mb = sb[:, 1:] / np.maximum(sb[:, :1], 1e-6)
     # |c - mb|^2 < |c - ma|^2  <=>  c . (mb - ma) > (|mb|^2 - |ma|^2) / 2
     normal = mb - ma
-    ok = (sa[:, 0] > 0.5) & (sb[:, 0] > 0.5) & ((normal**2).sum(-1) > _TIE)
+    ok = (sa[:, 0] > 0.5) & (sb[:, 0] > 0.5) & ((normal**2).sum(-1) > COLOUR_TIE)
     by, bx = by[ok], bx[ok]
     valid = np.zeros((h, w), np.uint8)
     valid[by, bx] = 1

@@ -21,7 +21,7 @@ import numpy as np
 DEFAULT_WINDOW = 11  # px at model resolution: the neighbourhood a slot's local colour is averaged over
 DEFAULT_ROUNDS = 3  # boundaries move by at most this many pixels
 _CROSS = np.ones((3, 3), np.uint8)
-_TIE = 1e-4  # squared colour distance (channels in [0, 1]) below which two slots tie
+COLOUR_TIE = 1e-4  # squared colour distance (channels in [0, 1]) below which two slots tie
 
 
 def refined_labels(image: np.ndarray, masks: np.ndarray, window: int = DEFAULT_WINDOW, rounds: int = DEFAULT_ROUNDS) -> np.ndarray:
@@ -56,7 +56,7 @@ def _refine(image: np.ndarray, labels: np.ndarray, k: int, window: int, rounds: 
         # the window means) keep the masks' choice
         with np.errstate(invalid="ignore"):  # inf - inf: no slot reaches the pixel, it stays
             gain = np.take_along_axis(dist, current[:, None], 1)[:, 0] - np.take_along_axis(dist, nearest[:, None], 1)[:, 0]
-        move = gain > _TIE
+        move = gain > COLOUR_TIE
         if not move.any():
             break
         labels[by[move], bx[move]] = nearest[move]
