@@ -15,7 +15,8 @@ fewer objects skipped (with one object, FG-ARI is 1 for a perfect mask and 0 for
 wrong, which at camera resolution measures the edge, not the separation of objects).
 Then the API's latency per 640 x 480 frame (rich rooms scaled up): refinement off, on, and on with
 the segments computed, interleaved call by call in this process. --figure: one column per scene (the first test scenes of
-each kind): input, ground truth, slot labels unrefined, refined, segments refined (first model).
+each kind, drawn at --render-size): input, ground truth, slot labels unrefined, refined, segments refined
+(first model).
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def main(argv=None) -> None:
     ap.add_argument("--min-objects", type=int, default=0)
     args = ap.parse_args(argv)
     if args.figure:
-        save_figure(args.models[0], args.seed, args.figure)
+        save_figure(args.models[0], args.seed, args.figure, args.render_size)
     print(f"rooms drawn at {args.render_size} px, scenes with >= {args.min_objects} objects")
     print("| model | edges refined | output | input px | K | " + " | ".join(f"{k} FG-ARI / MSC" for k in scenes.ROOM_TEST_KINDS) + " |")
     print("| --- " * (5 + len(scenes.ROOM_TEST_KINDS)) + "|")
@@ -101,23 +102,23 @@ def print_latency(path, seed: int, frames: int = 50, rounds: int = 6) -> None:
           + ", ".join(f"{name} {ms:.2f} ms (x{ms / base:.2f})" for name, ms in p50.items()), flush=True)
 
 
-def save_figure(path, seed: int, out: Path, per_kind: int = 3, scale: int = 3) -> None:
+def save_figure(path, seed: int, out: Path, render_size: int = 64, per_kind: int = 3, side: int = 192) -> None:
     from split_perception.atomic_io import atomic_write_bytes
     from split_perception.demo import slot_colours
 
     apis = [load_segmenter(path, backend="onnxruntime", refine_edges=r, split_touching=r) for r in (False, True)]
     columns = []
     for kind in scenes.ROOM_TEST_KINDS:
-        cfg = scenes.room_kind_config(kind, 64)
+        cfg = room_config(kind, render_size)
         for i in range(per_kind):
             s = scenes.generate(cfg, seed, i)
             raw, refined = (api(s.image) for api in apis)
             tiles = [s.image] + [slot_colours(int(lab.max()) + 1)[lab] for lab in (s.labels, raw.labels, refined.labels, refined.segments)]
-            tiles = [cv2.resize(t.astype(np.uint8), (64 * scale, 64 * scale), interpolation=cv2.INTER_NEAREST) for t in tiles]
+            tiles = [cv2.resize(t.astype(np.uint8), (side, side), interpolation=cv2.INTER_NEAREST) for t in tiles]
             columns.append(np.concatenate([np.pad(t, ((2, 2), (2, 2), (0, 0)), constant_values=255) for t in tiles], axis=0))
     sheet = np.concatenate(columns, axis=1)
     header = np.full((24, sheet.shape[1], 3), 255, np.uint8)
-    cv2.putText(header, "rows: input | ground truth | slot labels | labels, edges refined | segments, edges refined;  "
+    cv2.putText(header, f"rooms drawn at {render_size} px; rows: input | ground truth | slot labels | labels, edges refined | segments, edges refined;  "
                 + " | ".join(f"{k} x{per_kind}" for k in scenes.ROOM_TEST_KINDS), (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     ok, png = cv2.imencode(".png", cv2.cvtColor(np.concatenate([header, sheet], axis=0), cv2.COLOR_RGB2BGR))
     atomic_write_bytes(out, png.tobytes())
