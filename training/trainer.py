@@ -409,7 +409,9 @@ def load_init_weights(model: torch.nn.Module, run: RunConfig, path: Path) -> dic
         init_cfg = json.loads(meta["config"])
     except (KeyError, json.JSONDecodeError) as e:
         raise ckpt.CheckpointError(f"--init {path}: bad model config in its metadata ({e})") from None
-    differences = config_differences(init_cfg, run.model.to_dict())
+    # a field the checkpoint predates ran at its default: only a non-default value is a difference
+    defaults = {f.name: f.default for f in dataclasses.fields(run.model) if f.default is not dataclasses.MISSING}
+    differences = config_differences({**defaults, **init_cfg}, run.model.to_dict())
     try:
         state = load_file(str(path))
     except Exception as e:  # noqa: BLE001 - safetensors raises several types for damaged files
