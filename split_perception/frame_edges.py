@@ -19,18 +19,31 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .mask_refinement import COLOUR_TIE, DEFAULT_WINDOW, interior_colour_sums, label_boundaries, unit_float
+from .mask_refinement import COLOUR_TIE, DEFAULT_WINDOW, interior_colour_sums, label_boundaries, swap_entries, unit_float
 
 
-def edge_colour_planes(image: np.ndarray, labels: np.ndarray, k: int, window: int = DEFAULT_WINDOW):
-    """At model resolution, for each pixel on a label boundary: (valid (h, w) uint8, slots (h, w, 2)
+def _nearest(H: int, W: int) -> dict:
+    """cv2.resize arguments to (W, H) by nearest neighbours; INTER_NEAREST_EXACT maps pixel centres
+    as the bilinear upsampling of the masks does (and as model_pixel_of)."""
+    return dict(dsize=(W, H), interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+def model_pixel_of(at: np.ndarray, frame_hw: tuple[int, int], model_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the model pixel that each flat frame-pixel index `at` lies in (pixel centres)."""
+    (H, W), (h, w) = frame_hw, model_hw
+    rows = np.minimum((((at // W) + 0.5) * (h / H)).astype(np.int64), h - 1)
+    cols = np.minimum((((at % W) + 0.5) * (w / W)).astype(np.int64), w - 1)
+    return rows, cols
+
+
+def edge_colour_planes(image: np.ndarray, labels: np.ndarray, k: int, band: np.ndarray, window: int = DEFAULT_WINDOW):
+    """At model resolution, for each pixel on the label boundary `band` (label_boundaries(labels)): (valid (h, w) uint8, slots (h, w, 2)
     uint8: its own slot a and its most frequent other neighbouring slot b, planes (h, w, 4) float32:
     normal n and offset d with colour c (channels in [0, 1]) nearer b's local mean than a's iff
     c . n > d). valid is 0 off the boundary, and where a or b has no interior pixel within
     `window` or their means are equal (then the frame cannot say where the edge runs)."""
     h, w = labels.shape
     x = unit_float(image)
-    band = label_boundaries(labels)
     rows, cols = np.arange(h)[:, None], np.arange(w)[None, :]
     onehot = np.zeros((h, w, k), np.float32)
     onehot[rows, cols, labels] = 1.0
@@ -73,16 +86,13 @@ def refine_frame_masks(frame: np.ndarray, model_frame: np.ndarray, model_labels:
     if frame.shape[:2] != (H, W) or model_frame.shape[:2] != (h, w):
         raise ValueError(f"frame {frame.shape[:2]} / masks {(H, W)} or model frame {model_frame.shape[:2]} / model labels {(h, w)} differ in size")
     model_labels = model_labels.astype(np.uint8)
-    valid, slots, planes = edge_colour_planes(model_frame, model_labels, k, window)
-    # INTER_NEAREST_EXACT maps pixel centres like the bilinear upsampling of the masks does
-    nearest = dict(dsize=(W, H), interpolation=cv2.INTER_NEAREST_EXACT)
-    labels = cv2.resize(model_labels, **nearest)
-    near_edge = cv2.resize(label_boundaries(model_labels).astype(np.uint8), **nearest)
+    band = label_boundaries(model_labels)
+    valid, slots, planes = edge_colour_planes(model_frame, model_labels, k, band, window)
+    labels = cv2.resize(model_labels, **_nearest(H, W))
     # flat indices and np.take: 3-5x faster than 2-d fancy indexing here
-    at = np.flatnonzero(near_edge)
-    row_of = np.minimum(((np.arange(H) + 0.5) * (h / H)).astype(np.int64), h - 1)  # model row of each frame row
-    col_of = np.minimum(((np.arange(W) + 0.5) * (w / W)).astype(np.int64), w - 1)
-    model_pixel = row_of[at // W] * w + col_of[at % W]
+    at = np.flatnonzero(cv2.resize(band.astype(np.uint8), **_nearest(H, W)))
+    rows, cols = model_pixel_of(at, (H, W), (h, w))
+    model_pixel = rows * w + cols
     masks_flat = masks.transpose(1, 2, 0).reshape(H * W, k)  # upsample_masks' own layout: a view
     old = np.take(masks_flat, at, axis=0).argmax(-1).astype(np.uint8)
     a, b = np.take(slots.reshape(-1, 2), model_pixel, axis=0).T
@@ -94,9 +104,7 @@ def refine_frame_masks(frame: np.ndarray, model_frame: np.ndarray, model_labels:
     labels.reshape(-1)[at] = new
     moved = np.flatnonzero(new != old)
     if moved.size:
-        pixel, nk, ok = at[moved], new[moved], old[moved]
-        new_v, old_v = masks_flat[pixel, nk], masks_flat[pixel, ok]  # read before writing
-        masks_flat[pixel, nk], masks_flat[pixel, ok] = old_v, new_v
+        swap_entries(masks_flat, (at[moved], new[moved]), (at[moved], old[moved]))
     return masks, labels
 
 
@@ -105,14 +113,11 @@ def frame_segments(model_segments: np.ndarray, segment_slots: np.ndarray, labels
     segments resized with nearest neighbours, then each pixel whose slot disagrees with its
     segment's takes the segment of a neighbouring model pixel (of the 8) that has its slot, so
     the segments follow the labels' edges; with none, it keeps its segment."""
-    h, w = model_segments.shape
     H, W = labels.shape
-    nearest = dict(dsize=(W, H), interpolation=cv2.INTER_NEAREST_EXACT)
-    segments = cv2.resize(model_segments, **nearest)
-    slot_of = cv2.resize(segment_slots[model_segments].astype(np.uint8), **nearest)
+    segments = cv2.resize(model_segments, **_nearest(H, W))
+    slot_of = cv2.resize(segment_slots[model_segments].astype(np.uint8), **_nearest(H, W))
     at = np.flatnonzero(slot_of != labels)
-    my = np.minimum((((at // W) + 0.5) * (h / H)).astype(np.int64), h - 1)  # the model pixel each lies in
-    mx = np.minimum((((at % W) + 0.5) * (w / W)).astype(np.int64), w - 1)
+    my, mx = model_pixel_of(at, (H, W), model_segments.shape)
     want = labels.reshape(-1)[at]
     found = np.zeros(at.size, bool)
     padded = np.pad(model_segments, 1, mode="edge")

@@ -109,11 +109,15 @@ def swap_to_labels(masks: np.ndarray, old: np.ndarray, labels: np.ndarray) -> np
     if not moved[0].size:
         return masks
     out = masks.copy()
-    new_k, old_k = labels[moved], old[moved]
-    new_v, old_v = masks[new_k, moved[0], moved[1]], masks[old_k, moved[0], moved[1]]  # read before writing
-    out[new_k, moved[0], moved[1]] = old_v
-    out[old_k, moved[0], moved[1]] = new_v
+    swap_entries(out, (labels[moved], *moved), (old[moved], *moved))
     return out
+
+
+def swap_entries(array: np.ndarray, first: tuple, second: tuple) -> None:
+    """Swap array[first] and array[second] in place (index tuples of equal length): how a pixel's
+    mask values of its old and its new slot trade places."""
+    a, b = array[first], array[second]  # copies: read both before writing either
+    array[first], array[second] = b, a
 
 
 DEFAULT_JOIN_BELOW = 0.06  # mean summed |RGB difference| (channels in [0, 1]) across a boundary

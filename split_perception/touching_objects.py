@@ -21,6 +21,17 @@ MIN_AREA_FRACTION = 20 / 4096  # smaller segments (specks, thin slivers) are lef
 MAX_AREA_FRACTION = 0.25  # larger segments are surfaces (sky, wall, floor), not objects
 
 
+def nearest_seed(seed_ids: np.ndarray) -> np.ndarray:
+    """(H, W) the id of the nearest seed pixel (seed_ids > 0) for every pixel: distance-transform
+    labels of the non-seed pixels, mapped back to the seeds' ids."""
+    seeds = seed_ids > 0
+    _, nearest = cv2.distanceTransformWithLabels((~seeds).astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
+    ys, xs = np.nonzero(seeds)
+    lookup = np.zeros(int(nearest.max()) + 1, np.int64)
+    lookup[nearest[ys, xs]] = seed_ids[ys, xs]
+    return lookup[nearest]
+
+
 def split_at_necks(segments: np.ndarray, core_fraction: float = DEFAULT_CORE_FRACTION) -> tuple[np.ndarray, np.ndarray]:
     """(segments with necked blobs split (H, W), parent (S',): the old id each new id came from).
     Ids of unsplit segments do not change; the extra parts take ids S, S+1, ..."""
@@ -38,12 +49,7 @@ def split_at_necks(segments: np.ndarray, core_fraction: float = DEFAULT_CORE_FRA
         count, core_ids = cv2.connectedComponents(cores, connectivity=8)
         if count <= 2:  # background plus one core: one object
             continue
-        # every pixel to its nearest core: distance-transform labels of the non-core pixels
-        _, nearest = cv2.distanceTransformWithLabels(1 - cores, cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
-        ys, xs = np.nonzero(cores)
-        lookup = np.zeros(int(nearest.max()) + 1, np.int64)
-        lookup[nearest[ys, xs]] = core_ids[ys, xs]
-        part = lookup[nearest][1:-1, 1:-1]
+        part = nearest_seed(core_ids)[1:-1, 1:-1]  # every pixel to its nearest core
         inside = crop[1:-1, 1:-1] > 0
         view = out[y : y + h, x : x + w]
         for c in range(2, count):  # core 1 keeps the old id
@@ -95,12 +101,7 @@ def split_at_colour_edges(segments: np.ndarray, image: np.ndarray, step: float =
         big = np.flatnonzero(sizes >= max(MIN_PART_PIXELS, MIN_PART_FRACTION * areas[sid]))
         if big.size < 2:
             continue
-        seeds = np.isin(parts, big) & mask
-        _, nearest = cv2.distanceTransformWithLabels((~seeds).astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
-        ys, xs = np.nonzero(seeds)
-        lookup = np.zeros(int(nearest.max()) + 1, np.int64)
-        lookup[nearest[ys, xs]] = parts[ys, xs]
-        part = lookup[nearest]
+        part = nearest_seed(np.where(np.isin(parts, big) & mask, parts, 0))
         for b in big[1:]:  # the first big part keeps the old id
             out[mask & (part == b)] = len(parent)
             parent.append(int(sid))
