@@ -1,8 +1,9 @@
 """Slot segmenters through the public API, as a user calls them: FG-ARI and MSC of
-`load_segmenter(path, refine_edges=..., split_touching=...)(rgb).labels` (one label per slot) and of
-`.segments` (each slot's connected regions apart) on every room test kind (held-out scenes, seed
-10000), with the post-processing of the masks off (both False: the model's masks, plain connected
-regions) and on (the defaults).
+`load_segmenter(path, refine_edges=..., split_touching=..., slot_per_object=...)(rgb).labels` (one
+label per slot) and of `.segments` (each slot's connected regions apart) on every room test kind
+(held-out scenes, seed 10000), with the post-processing of the masks off (all False: the model's
+masks, plain connected regions), on but with the model's own slots (slot_per_object=False), and all
+on (the defaults).
 
     python benchmarks/segmenter_api_eval.py [MODEL.onnx ...] [-n 300] [--seed 20000] [--figure PNG]
                                             [--render-size 256 --min-objects 2]
@@ -13,8 +14,8 @@ No path: the shipped default. Prints one row per model, refinement setting and o
 shrunk to its input, as a camera frame), scored at that resolution. --min-objects: scenes with
 fewer objects skipped (with one object, FG-ARI is 1 for a perfect mask and 0 for any pixel
 wrong, which at camera resolution measures the edge, not the separation of objects).
-Then the API's latency per 640 x 480 frame (rich rooms scaled up): refinement off, on, and on with
-the segments computed, interleaved call by call in this process. --figure: one column per scene (the first test scenes of
+Then the API's latency per 640 x 480 frame (rich rooms scaled up) for each setting, and with the
+segments computed, interleaved call by call in this process. --figure: one column per scene (the first test scenes of
 each kind, drawn at --render-size): input, ground truth, slot labels unrefined, refined, segments refined
 (first model).
 """
@@ -44,11 +45,11 @@ def main(argv=None) -> None:
     if args.figure:
         save_figure(args.models[0], args.seed, args.figure, args.render_size)
     print(f"rooms drawn at {args.render_size} px, scenes with >= {args.min_objects} objects")
-    print("| model | edges refined | output | input px | K | " + " | ".join(f"{k} FG-ARI / MSC" for k in scenes.ROOM_TEST_KINDS) + " |")
+    print("| model | post-processing | output | input px | K | " + " | ".join(f"{k} FG-ARI / MSC" for k in scenes.ROOM_TEST_KINDS) + " |")
     print("| --- " * (5 + len(scenes.ROOM_TEST_KINDS)) + "|")
     for path in args.models:
-        for refine in (False, True):  # False: the model's masks and plain connected regions, as before
-            seg = load_segmenter(path, backend="onnxruntime", refine_edges=refine, split_touching=refine)
+        for setting, options in SETTINGS.items():
+            seg = load_segmenter(path, backend="onnxruntime", **options)
             cells, k = {"labels": [], "segments": []}, None
             t = time.perf_counter()
             for kind in scenes.ROOM_TEST_KINDS:
@@ -67,10 +68,17 @@ def main(argv=None) -> None:
                 for name, (aris, mscs) in scores.items():
                     cells[name].append(f"{np.nanmean(aris):.3f} / {np.nanmean(mscs):.3f}")
             for name, row in cells.items():
-                print(f"| {path or 'shipped default'} | {'yes' if refine else 'no'} | {name} | {seg.input_size} | {k} | "
+                print(f"| {path or 'shipped default'} | {setting} | {name} | {seg.input_size} | {k} | "
                       + " | ".join(row) + " |", flush=True)
             print(f"  ({len(scenes.ROOM_TEST_KINDS) * args.n} frames in {time.perf_counter() - t:.0f} s)")
         print_latency(path, args.seed)
+
+
+SETTINGS = {  # post-processing of the API: name -> load_segmenter options
+    "none": dict(refine_edges=False, split_touching=False, slot_per_object=False),
+    "model's slots": dict(refine_edges=True, split_touching=True, slot_per_object=False),
+    "default": dict(refine_edges=True, split_touching=True, slot_per_object=True),
+}
 
 
 def room_config(kind: str, size: int) -> scenes.RoomConfig:
@@ -85,9 +93,10 @@ def room_config(kind: str, size: int) -> scenes.RoomConfig:
 def print_latency(path, seed: int, frames: int = 50, rounds: int = 6) -> None:
     cfg = scenes.room_kind_config("room_rich", 64)
     vga = [cv2.resize(scenes.generate(cfg, seed, i).image, (640, 480), interpolation=cv2.INTER_LINEAR) for i in range(frames)]
-    apis = {refine: load_segmenter(path, backend="onnxruntime", refine_edges=refine, split_touching=refine) for refine in (False, True)}
-    calls = {"unrefined": lambda f: apis[False](f), "refined": lambda f: apis[True](f),
-             "refined + .segments": lambda f: apis[True](f).segments}
+    apis = {name: load_segmenter(path, backend="onnxruntime", **options) for name, options in SETTINGS.items()}
+    calls = {"unrefined": apis["none"], "refined, model's slots": apis["model's slots"],
+             "refined, model's slots + .segments": lambda f: apis["model's slots"](f).segments,
+             "default": apis["default"], "default + .segments": lambda f: apis["default"](f).segments}
     times = {name: [] for name in calls}
     for r in range(rounds + 1):  # round 0 warms up
         for frame in vga:
@@ -106,7 +115,7 @@ def save_figure(path, seed: int, out: Path, render_size: int = 64, per_kind: int
     from split_perception.atomic_io import atomic_write_bytes
     from split_perception.demo import slot_colours
 
-    apis = [load_segmenter(path, backend="onnxruntime", refine_edges=r, split_touching=r) for r in (False, True)]
+    apis = [load_segmenter(path, backend="onnxruntime", **SETTINGS[name]) for name in ("none", "default")]
     columns = []
     for kind in scenes.ROOM_TEST_KINDS:
         cfg = room_config(kind, render_size)

@@ -18,7 +18,8 @@ import numpy as np
 
 from .backends import ModelRunner, open_runner
 from .frame_edges import frame_segments, refine_frame_masks
-from .mask_refinement import DEFAULT_JOIN_BELOW, join_segments_without_edges, refine_masks
+from .mask_refinement import DEFAULT_JOIN_BELOW, join_segments_without_edges, refine_masks, swap_to_labels
+from .object_slots import slots_for_segments
 from .preprocessing import default_model_path, preprocess
 from .touching_objects import DEFAULT_CORE_FRACTION, split_at_colour_edges, split_at_necks
 
@@ -38,7 +39,9 @@ class Segmentation:
     slot's connected regions (connected_segments), with `frame` (the image as the model saw it,
     (h, w, 3)) given, regions that meet without a colour edge joined again, with split_touching,
     blobs with a neck split into their parts and, with `frame`, segments split along strong colour
-    edges inside them; then brought to the input's resolution (see segments)."""
+    edges inside them; then brought to the input's resolution (see segments). model_segments:
+    (segments, segment_slots) at model resolution when the segmenter made them already (with
+    slot_per_object, before moving segments to free slots)."""
 
     masks: np.ndarray
     labels: np.ndarray
@@ -46,6 +49,7 @@ class Segmentation:
     model_masks: np.ndarray
     frame: np.ndarray | None = field(default=None, repr=False)
     split_touching: bool = False
+    model_segments: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def slots(self) -> int:
@@ -58,7 +62,10 @@ class Segmentation:
         # which the join mistook for no edge (docs/RESULTS.md, "Camera-sized frames"); and it is
         # 10-100x fewer pixels to label (segments cost x1.25 of a plain call at 640 x 480, x1.9
         # when made on the frame).
-        segments, slots = object_segments(self.model_masks.argmax(0).astype(np.uint8), self.frame, self.split_touching)
+        if self.model_segments is not None:
+            segments, slots = self.model_segments
+        else:
+            segments, slots = object_segments(self.model_masks.argmax(0).astype(np.uint8), self.frame, self.split_touching)
         if segments.shape != self.labels.shape:
             if self.frame is None:  # unrefined: the model's grid
                 segments = cv2.resize(segments, self.labels.shape[::-1], interpolation=cv2.INTER_NEAREST_EXACT)
@@ -151,24 +158,36 @@ def upsample_masks(masks: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 
 def postprocess_slots(outputs: dict, image_hw: tuple[int, int], model_input: np.ndarray | None = None,
-                      split_touching: bool = False, image: np.ndarray | None = None) -> Segmentation:
+                      split_touching: bool = False, image: np.ndarray | None = None,
+                      slot_per_object: bool = False) -> Segmentation:
     """Segmentation of one frame from the model's outputs; model_input (1, 3, h, w), the frame as
     the model saw it: when given, mask edges are refined by its colours (refine_masks), then, with
     the input `image` (H, W, 3) given too, again by the image's colours at its own resolution
     (frame_edges.refine_frame_masks), and segments are joined where it shows no colour edge;
-    split_touching: segments split at necks."""
+    split_touching: segments split at necks; slot_per_object: segments that share a slot moved to
+    the model's empty slots (object_slots.py), masks and latents with them, so `labels` separate
+    the objects too."""
     model_masks = outputs["masks"][0].astype(np.float32)
+    latents = outputs["latents"][0].astype(np.float32)
     frame = None if model_input is None else model_input[0].transpose(1, 2, 0)
     if frame is not None:
         model_masks = refine_masks(frame, model_masks)
+    model_segments = None
+    if slot_per_object:
+        old = model_masks.argmax(0)
+        segments, slots = object_segments(old.astype(np.uint8), frame, split_touching)
+        slots, source = slots_for_segments(segments, slots, model_masks.shape[0])
+        model_masks = swap_to_labels(model_masks, old, slots[segments])
+        latents = latents[source]
+        model_segments = (segments, slots)
     masks = upsample_masks(model_masks, image_hw)
     if frame is not None and image is not None and masks.shape[1:] != frame.shape[:2]:
         # upsample_masks made `masks`: ours to change in place
         masks, labels = refine_frame_masks(image, frame, model_masks.argmax(0), masks)
     else:
         labels = masks.argmax(0).astype(np.uint8)
-    return Segmentation(masks=masks, labels=labels, latents=outputs["latents"][0].astype(np.float32),
-                        model_masks=model_masks, frame=frame, split_touching=split_touching)
+    return Segmentation(masks=masks, labels=labels, latents=latents, model_masks=model_masks, frame=frame,
+                        split_touching=split_touching, model_segments=model_segments)
 
 
 class Segmenter:
@@ -176,14 +195,19 @@ class Segmenter:
     colour edges, and join segments that meet without one (mask_refinement.py; FG-ARI of the
     segments on the room test sets, docs/RESULTS.md); False: the model's masks and plain connected
     regions of its labels. split_touching: split segments where two blobs meet at a neck
-    (touching objects of one colour that one slot took; touching_objects.py)."""
+    (touching objects of one colour that one slot took; touching_objects.py). slot_per_object:
+    segments that share a slot moved to the slots the model left empty, with their masks and a
+    copy of their slot's latent, so the slot labels (and the node's ~/masks) separate objects too
+    (object_slots.py); False: the model's own slots."""
 
-    def __init__(self, runner: ModelRunner, refine_edges: bool = True, split_touching: bool = True):
+    def __init__(self, runner: ModelRunner, refine_edges: bool = True, split_touching: bool = True,
+                 slot_per_object: bool = True):
         if runner.model_type != "monet":
             raise ValueError(f"{runner.source}: holds a '{runner.model_type}' model, not a slot segmenter")
         self.runner = runner
         self.refine_edges = bool(refine_edges)
         self.split_touching = bool(split_touching)
+        self.slot_per_object = bool(slot_per_object)
         self.input_size = int(runner.metadata["input_size"])
 
     @property
@@ -194,14 +218,14 @@ class Segmenter:
         x = preprocess(image, self.input_size)
         outputs = self.runner.run(x)
         return postprocess_slots(outputs, image.shape[:2], x if self.refine_edges else None, split_touching=self.split_touching,
-                                 image=image)
+                                 image=image, slot_per_object=self.slot_per_object)
 
 
 def load_segmenter(path: str | Path | None = None, backend: str = "auto", refine_edges: bool = True,
-                   split_touching: bool = True) -> Segmenter:
+                   split_touching: bool = True, slot_per_object: bool = True) -> Segmenter:
     """Load a segmenter from an .onnx export or a .safetensors checkpoint (None: the shipped default, the
-    .safetensors checkpoint for backend='torch', else the ONNX export). refine_edges, split_touching:
-    see Segmenter."""
+    .safetensors checkpoint for backend='torch', else the ONNX export). refine_edges, split_touching,
+    slot_per_object: see Segmenter."""
     runner = open_runner(Path(path) if path else default_model_path(DEFAULT_SEGMENTER, backend), backend)
     log.info("segmenter %s on backend %s", runner.source, runner.backend)
-    return Segmenter(runner, refine_edges=refine_edges, split_touching=split_touching)
+    return Segmenter(runner, refine_edges=refine_edges, split_touching=split_touching, slot_per_object=slot_per_object)

@@ -85,6 +85,21 @@ def test_edge_refinement_switches_at_run_time(seg, models):
     np.testing.assert_array_equal(answer(seg)[0], on)
 
 
+def test_slot_per_object_switches_at_run_time(seg, models):
+    use_model(seg, models.a)
+    (described,) = seg.describe_parameters("slot_per_object")
+    assert "empty" in described.description
+    on = load_segmenter(models.a)(ROOM).labels
+    off = load_segmenter(models.a, slot_per_object=False)(ROOM).labels
+    assert len(np.unique(on)) > len(np.unique(off))  # else this test could not tell the settings apart
+    assert seg.set_parameters({"slot_per_object": False})[0].successful
+    try:
+        np.testing.assert_array_equal(answer(seg)[0], off)
+    finally:
+        assert seg.set_parameters({"slot_per_object": True})[0].successful
+    np.testing.assert_array_equal(answer(seg)[0], on)
+
+
 def test_segments_are_published_on_request(seg, models):
     use_model(seg, models.a)
     api = load_segmenter(models.a)

@@ -1,7 +1,8 @@
 """MONet slot node: camera image in, slot masks and slot latents out.
 
     in   image                 sensor_msgs/Image (remap to your camera), QoS image_qos.*
-    out  ~/masks               mono8 label image at input resolution (slot index per pixel)
+    out  ~/masks               mono8 label image at input resolution (slot index per pixel; with
+                               slot_per_object, objects that shared a slot moved to empty slots)
          ~/slot_probs          32FC1 (K*h) x w: the K soft masks at model resolution, stacked
                                (edges refined by colour, as ~/masks, while refine_edges is true)
          ~/slot_latents        32FC1 K x D, row k = slot k
@@ -34,6 +35,8 @@ class SegmenterNode(CameraModelNode):
                                                                 "(split_perception/mask_refinement.py, frame_edges.py)"))
         self.declare_parameter("split_touching", True, P.describe("split segments where two blobs meet at a neck or "
                                                                   "two colours at a sharp edge (split_perception/touching_objects.py)"))
+        self.declare_parameter("slot_per_object", True, P.describe("move segments that share a slot to the slots the model "
+                                                                   "left empty, so ~/masks separates objects (split_perception/object_slots.py)"))
         self.declare_parameter("publish_segments", False, P.describe("publish ~/segments and ~/segment_slots: each slot's "
                                                                      "connected regions apart (objects one slot took)"))
         self.declare_parameter("image_qos.reliability", "best_effort", P.reliability_descriptor("the image subscription"))
@@ -52,6 +55,8 @@ class SegmenterNode(CameraModelNode):
             self.holder.configure(refine_edges=changed["refine_edges"])
         if "split_touching" in changed:
             self.holder.configure(split_touching=changed["split_touching"])
+        if "slot_per_object" in changed:
+            self.holder.configure(slot_per_object=changed["slot_per_object"])
         if changed.get("publish_segments") and self.pub_segments is None:
             self.pub_segments = self.create_publisher(Image, "~/segments", self.qos("output_qos"))
             self.pub_segment_slots = self.create_publisher(Image, "~/segment_slots", self.qos("output_qos"))
