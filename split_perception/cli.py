@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["solid", "gradient", "checkerboard", "stripes", "texture", "noise", "vignette", "plaid", "texture_test"],
         help="vignette, plaid and texture_test are the held-out kinds (never used in training)",
     )
-    gen.add_argument("--sprites", choices=["mixed", "digits", "shapes", "varied", "shapes_test"], default="mixed",
+    gen.add_argument("--sprites", choices=["mixed", "digits", "shapes", "varied", "varied_parts", "shapes_test"], default="mixed",
                      help="varied: mixed plus procedural random shapes; shapes_test: held-out object shapes")
     gen.add_argument("--palette", choices=["train", "test"], default="train", help="test = unseen colours")
     gen.add_argument("--min-objects", type=int, default=0)

@@ -36,14 +36,16 @@ Background = Literal[
     "vignette", "plaid", "texture_test",  # held-out kinds
 ]
 Palette = Literal["train", "test"]
-Sprites = Literal["digits", "shapes", "mixed", "varied", "shapes_test"]
+Sprites = Literal["digits", "shapes", "mixed", "varied", "varied_parts", "shapes_test"]
 
 TRAIN_BACKGROUNDS: tuple[str, ...] = ("solid", "gradient", "checkerboard", "stripes", "texture", "noise")
 HELD_OUT_BACKGROUNDS: tuple[str, ...] = ("vignette", "plaid", "texture_test")
 BACKGROUNDS: tuple[str, ...] = TRAIN_BACKGROUNDS + HELD_OUT_BACKGROUNDS
 TRAIN_SPRITES = "mixed"
 HELD_OUT_SPRITES = "shapes_test"
-# "varied" = "mixed" plus procedural random shapes (random_shape_masks): more shapes than any fixed bank
+# "varied" = "mixed" plus procedural random shapes (random_shape_masks): more shapes than any fixed bank;
+# "varied_parts" = "varied" plus shapes made of parts (part_shape_masks): not star-convex, as handles,
+# brackets and tools are
 SPRITE_KINDS: tuple[str, ...] = get_args(Sprites)
 
 # Room surfaces: the kinds a sky / wall / floor region may be painted with (one drawn per region).
@@ -331,6 +333,53 @@ def random_shape_masks(size: int) -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
+PART_SHAPES_PER_SIZE = 600
+
+
+@lru_cache(maxsize=64)
+def part_shape_masks(size: int) -> tuple[np.ndarray, ...]:
+    """Procedural shapes made of parts, which no star-convex outline is (random_shape_masks draws
+    only those): a body (an ellipse or a rectangle, random aspect) with one or two limbs (bars of
+    random width and length, square or round ends) that start inside it at a random angle. Bent,
+    branched and hooked outlines, as objects with handles, arms or legs have. Each is rotated at
+    random, scaled so its long side is `size` px, and kept only if it is one connected piece."""
+    rng = np.random.default_rng([_RANDOM_SHAPE_SEED + 1, size])
+    big = 4 * size
+    out = []
+    for _ in range(PART_SHAPES_PER_SIZE):
+        canvas = np.zeros((3 * big, 3 * big), np.uint8)
+        centre = np.array([1.5 * big, 1.5 * big])
+        half = big * rng.uniform([0.15, 0.08], [0.35, 0.3])  # body half sides
+        angle = rng.uniform(0, 180)
+        if rng.random() < 0.5:
+            cv2.ellipse(canvas, (int(centre[0]), int(centre[1])), (int(half[0]), int(half[1])), angle, 0, 360, 255, -1)
+        else:
+            box = cv2.boxPoints(((float(centre[0]), float(centre[1])), (2 * float(half[0]), 2 * float(half[1])), angle))
+            cv2.fillPoly(canvas, [np.round(box).astype(np.int32)], 255)
+        for _limb in range(int(rng.integers(1, 3))):
+            start = centre + rng.uniform(-0.6, 0.6, 2) * half
+            theta = rng.uniform(0, 2 * np.pi)
+            end = start + big * rng.uniform(0.35, 0.8) * np.array([np.cos(theta), np.sin(theta)])
+            width = max(2, int(big * rng.uniform(0.08, 0.2)))
+            cap = cv2.LINE_AA if rng.random() < 0.5 else cv2.LINE_8
+            if cap == cv2.LINE_AA:  # round ends
+                cv2.line(canvas, tuple(int(v) for v in np.round(start)), tuple(int(v) for v in np.round(end)), 255, width)
+            else:  # square ends: a filled rectangle along the limb
+                normal = np.array([-np.sin(theta), np.cos(theta)]) * width / 2
+                cv2.fillPoly(canvas, [np.round([start + normal, end + normal, end - normal, start - normal]).astype(np.int32)], 255)
+        ys, xs = np.nonzero(canvas > 127)
+        crop = canvas[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        scale = size / max(crop.shape)
+        hw = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+        mask = cv2.resize(crop, hw, interpolation=cv2.INTER_AREA) >= 128
+        if mask.sum() >= size and cv2.connectedComponents(mask.astype(np.uint8), connectivity=4)[0] == 2:
+            padded = np.zeros((size, size), bool)
+            y0, x0 = (size - mask.shape[0]) // 2, (size - mask.shape[1]) // 2
+            padded[y0 : y0 + mask.shape[0], x0 : x0 + mask.shape[1]] = mask
+            out.append(padded)
+    return tuple(out)
+
+
 def _digit_masks(size: int) -> list[np.ndarray]:
     from sklearn.datasets import load_digits  # ships inside scikit-learn's wheel: no network
 
@@ -349,14 +398,16 @@ def _digit_masks(size: int) -> list[np.ndarray]:
 def sprite_bank(kind: str, size: int) -> tuple[np.ndarray, ...]:
     """All sprite masks of one side length, each cropped to its tight bounding box."""
     masks = []
-    if kind in ("digits", "mixed", "varied"):
+    if kind in ("digits", "mixed", "varied", "varied_parts"):
         masks += _digit_masks(size)
-    if kind in ("shapes", "mixed", "varied"):
+    if kind in ("shapes", "mixed", "varied", "varied_parts"):
         shapes = _shape_masks(size)
         # keep shapes a fair share of a mixed bank (there are ~1800 digits, 6 shapes)
         masks += list(shapes) * (1 if kind == "shapes" else 60)
-    if kind == "varied":
+    if kind in ("varied", "varied_parts"):
         masks += list(random_shape_masks(size))
+    if kind == "varied_parts":
+        masks += list(part_shape_masks(size))
     if kind == "shapes_test":
         masks += list(_test_shape_masks(size))
     if not masks:
