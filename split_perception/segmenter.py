@@ -41,7 +41,7 @@ class Segmentation:
     blobs with a neck split into their parts and, with `frame`, segments split along strong colour
     edges inside them; then brought to the input's resolution (see segments). model_segments:
     (segments, segment_slots) at model resolution when the segmenter made them already (with
-    slot_per_object, before moving segments to free slots)."""
+    slot_per_object: segment_slots are then the slots the segments were moved to)."""
 
     masks: np.ndarray
     labels: np.ndarray
