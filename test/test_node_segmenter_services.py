@@ -77,12 +77,7 @@ def test_edge_refinement_switches_at_run_time(seg, models):
     on = load_segmenter(models.a)(ROOM).labels
     off = load_segmenter(models.a, refine_edges=False)(ROOM).labels
     assert (on != off).any()  # else this test could not tell the settings apart
-    assert seg.set_parameters({"refine_edges": False})[0].successful
-    try:
-        np.testing.assert_array_equal(answer(seg)[0], off)
-    finally:
-        assert seg.set_parameters({"refine_edges": True})[0].successful
-    np.testing.assert_array_equal(answer(seg)[0], on)
+    assert_switches(seg, "refine_edges", on, off)
 
 
 def test_slot_per_object_switches_at_run_time(seg, models):
@@ -92,12 +87,18 @@ def test_slot_per_object_switches_at_run_time(seg, models):
     on = load_segmenter(models.a)(ROOM).labels
     off = load_segmenter(models.a, slot_per_object=False)(ROOM).labels
     assert len(np.unique(on)) > len(np.unique(off))  # else this test could not tell the settings apart
-    assert seg.set_parameters({"slot_per_object": False})[0].successful
+    assert_switches(seg, "slot_per_object", on, off)
+
+
+def assert_switches(node, name, on, off):
+    """Boolean parameter `name` set false at run time: the node answers with labels `off`, then,
+    set true again, with `on`."""
+    assert node.set_parameters({name: False})[0].successful
     try:
-        np.testing.assert_array_equal(answer(seg)[0], off)
+        np.testing.assert_array_equal(answer(node)[0], off)
     finally:
-        assert seg.set_parameters({"slot_per_object": True})[0].successful
-    np.testing.assert_array_equal(answer(seg)[0], on)
+        assert node.set_parameters({name: True})[0].successful
+    np.testing.assert_array_equal(answer(node)[0], on)
 
 
 def test_segments_are_published_on_request(seg, models):
