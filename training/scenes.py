@@ -361,8 +361,7 @@ def part_shape_masks(size: int) -> tuple[np.ndarray, ...]:
             theta = rng.uniform(0, 2 * np.pi)
             end = start + big * rng.uniform(0.35, 0.8) * np.array([np.cos(theta), np.sin(theta)])
             width = max(2, int(big * rng.uniform(0.08, 0.2)))
-            cap = cv2.LINE_AA if rng.random() < 0.5 else cv2.LINE_8
-            if cap == cv2.LINE_AA:  # round ends
+            if rng.random() < 0.5:  # round ends
                 cv2.line(canvas, tuple(int(v) for v in np.round(start)), tuple(int(v) for v in np.round(end)), 255, width)
             else:  # square ends: a filled rectangle along the limb
                 normal = np.array([-np.sin(theta), np.cos(theta)]) * width / 2
