@@ -12,7 +12,7 @@ and prints, per test kind:
     unmatched while a kept box overlaps it and another object), `missed` (an object no kept box
     overlaps);
   * count accuracy under alternative post-processing of the same graph outputs (presence
-    threshold, NMS IoU, containment suppression), so a change of default is chosen on validation
+    threshold, NMS IoU, containment suppression, dropping redrawn objects: detector.drop_redrawn), so a change of default is chosen on validation
     scenes, never on the test seed.
 """
 from __future__ import annotations
@@ -86,8 +86,11 @@ def main() -> None:
 
     det = load_detector(args.model)
     size = det.input_size
-    variants = {f"thr {t} nms {n}": (t, n, None) for t in (0.3, 0.5, 0.7) for n in (None, 0.3, 0.5)}
-    variants.update({f"nms 0.5 contain {c}": (0.5, 0.5, c) for c in (0.6, 0.7, 0.8, 0.9)})
+    # (threshold, NMS IoU, containment, (duplicate overlap, colour distance) or None); the first
+    # nine leave redrawn objects in, as the API did before drop_redrawn
+    variants = {f"thr {t} nms {n}": (t, n, None, None) for t in (0.3, 0.5, 0.7) for n in (None, 0.3, 0.5)}
+    variants.update({f"nms 0.5 contain {c}": (0.5, 0.5, c, None) for c in (0.6, 0.7, 0.8, 0.9)})
+    variants.update({f"nms 0.5 redrawn {o} {c}": (0.5, 0.5, None, (o, c)) for o in (0.1, 0.2) for c in (0.1, 0.15, 0.2)})
     print(f"model {det.runner.source}, backend {det.backend}, {args.n} scenes per kind, seed {args.seed}")
     header = (f"{'kind':22s} {'acc':>5s} {'over':>5s} {'under':>5s} {'AP':>5s} | {'dup':>4s} {'spur':>4s} {'merge':>5s} {'miss':>4s} "
               "(per 100 scenes) | acc with 0 / 1 / ... objects")
@@ -107,7 +110,7 @@ def main() -> None:
             raw.append(det.runner.run(preprocess(s.image, size)))
             truths.append(s.boxes)
         outputs_by_kind[name] = (raw, truths)
-        dets = [postprocess(o, (size, size), size, det.threshold, det.nms_iou) for o in raw]
+        dets = [postprocess(o, (size, size), size, det.threshold, det.nms_iou, det.duplicate_overlap, det.duplicate_colour) for o in raw]
         pred_n = np.array([len(d) for d in dets])
         true_n = np.array([len(t) for t in truths])
         accs_default.append(float(np.mean(pred_n == true_n)))
@@ -121,11 +124,11 @@ def main() -> None:
                                                 for k in range(true_n.max() + 1))
         )
     print(f"{'mean':22s} {np.mean(accs_default):5.3f}   (min {np.min(accs_default):.3f})")
-    print("\ncount accuracy by post-processing (mean over kinds; presence threshold, NMS IoU, containment)")
-    for label, (thr, nms_iou, contained) in variants.items():
+    print("\ncount accuracy by post-processing (mean over kinds; presence threshold, NMS IoU, containment, redrawn)")
+    for label, (thr, nms_iou, contained, redrawn) in variants.items():
         accs = []
         for raw, truths in outputs_by_kind.values():
-            dets = [postprocess(o, (size, size), size, thr, nms_iou) for o in raw]
+            dets = [postprocess(o, (size, size), size, thr, nms_iou, *(redrawn or (None, 0.0))) for o in raw]
             counts = [len(d) if contained is None else suppress_contained(d.boxes, contained) for d in dets]
             accs.append(np.mean(np.array(counts) == np.array([len(t) for t in truths])))
         print(f"  {label:18s} {np.mean(accs):.3f}   min {np.min(accs):.3f}")

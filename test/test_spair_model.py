@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from split_perception.models import blocks
-from split_perception.models.spair import SpairConfig, SplitSpair, annealed_rho, count_prior_table
+from split_perception.models.spair import SpairConfig, SplitSpair, annealed_rho, count_prior_table, footprint_overlap_and_colour
 from split_perception.training.evaluate import TEST_SEED
 
 TINY = dict(z_what=8, z_local=4, z_bg=4, hidden=32)
@@ -329,3 +329,25 @@ def test_one_hue_model_gives_finite_gradients():
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     with pytest.raises(ValueError, match="glimpse_colour"):
         SpairConfig(glimpse_colour="rainbow")
+
+
+def test_alphas_pasted_by_matrix_products_equal_grid_sample():
+    torch.manual_seed(0)
+    alpha = torch.rand(2, 5, 16, 16)
+    boxes = torch.cat([torch.rand(2, 5, 2) * 48, 4 + torch.rand(2, 5, 2) * 20], -1)  # some reach off the image
+    by_grid = blocks.paste_glimpses(alpha.reshape(10, 1, 16, 16), boxes.reshape(10, 4), 48, 40).reshape(2, 5, 48, 40)
+    torch.testing.assert_close(blocks.paste_alphas(alpha, boxes, 48, 40), by_grid, atol=1e-5, rtol=0)
+
+
+def test_footprint_overlap_is_one_inside_zero_apart_and_colour_is_the_mean_under_it():
+    x = torch.zeros(1, 3, 8, 8)
+    x[0, 0, :, :4] = 1.0  # left half red
+    x[0, 2, :, 4:] = 1.0  # right half blue
+    f = torch.zeros(1, 3, 8, 8)
+    f[0, 0, 2:6, 0:4] = 1.0  # in the red half
+    f[0, 1, 3:5, 1:3] = 1.0  # inside glimpse 0
+    f[0, 2, :, 5:] = 0.5  # in the blue half, soft
+    overlap, colour = footprint_overlap_and_colour(x, f)
+    assert overlap[0, 0, 1] == overlap[0, 1, 0] == 1.0
+    assert overlap[0, 0, 2] == overlap[0, 1, 2] == 0.0
+    torch.testing.assert_close(colour[0], torch.tensor([[1.0, 0, 0], [1.0, 0, 0], [0, 0, 1.0]]))

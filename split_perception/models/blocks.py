@@ -103,6 +103,29 @@ def paste_glimpses(glimpses: torch.Tensor, boxes: torch.Tensor, height: int, wid
     return F.grid_sample(glimpses, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def _tent_weights(centre: torch.Tensor, side: torch.Tensor, n_pixels: int, gs: int) -> torch.Tensor:
+    """(...,) window centres and sides along one axis -> (..., n_pixels, gs) bilinear weights of
+    each glimpse cell for each image pixel, as grid_sample (align_corners=False, zero padding)."""
+    pixels = torch.arange(n_pixels, dtype=centre.dtype, device=centre.device) + 0.5
+    u = (pixels - centre[..., None]) / (side[..., None] / 2)  # glimpse coordinate in [-1, 1]
+    p = ((u + 1) * gs - 1) / 2  # the same in glimpse cells
+    cells = torch.arange(gs, dtype=centre.dtype, device=centre.device)
+    return torch.clamp(1 - (p[..., None] - cells).abs(), min=0)
+
+
+def paste_alphas(alpha: torch.Tensor, boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(B, G, gs, gs) glimpse alphas in (B, G, 4) windows -> (B, G, height, width) in the image.
+
+    The same values as paste_glimpses, as two small matrix products per glimpse (rows, then
+    columns): a box is axis-aligned, so bilinear resampling separates. Cheaper than grid_sample
+    at inference and made of MatMul alone in ONNX."""
+    gs = alpha.shape[-1]
+    cx, cy, bw, bh = boxes.unbind(-1)
+    rows = _tent_weights(cy, bh, height, gs)  # (B, G, H, gs)
+    cols = _tent_weights(cx, bw, width, gs)  # (B, G, W, gs)
+    return rows @ alpha @ cols.transpose(-1, -2)
+
+
 # --------------------------------------------------------------------------- layers
 def conv_stack(channels: list[int], kernels: list[int], strides: list[int], paddings: list[int]) -> nn.Sequential:
     """Conv + GroupNorm + CELU layers; channels[0] is the input."""

@@ -17,7 +17,7 @@ from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
 from split_perception import ros_messages
-from split_perception.detector import DEFAULT_NMS_IOU, load_detector
+from split_perception.detector import DEFAULT_DUPLICATE_COLOUR, DEFAULT_DUPLICATE_OVERLAP, DEFAULT_NMS_IOU, load_detector
 from split_perception.image_conversion import array_to_image
 from split_perception.nodes import parameters as P
 from split_perception.nodes.node_runtime import CameraModelNode, frame_to_rgb, spin
@@ -31,6 +31,12 @@ class DetectorNode(CameraModelNode):
         self.declare_parameter("threshold", 0.5, P.describe("presence probability above which a cell is a detection", range=(0.0, 1.0)))
         self.declare_parameter("nms_iou", DEFAULT_NMS_IOU, P.describe("IoU above which non-maximum suppression drops the weaker box; "
                                                                       "< 0: off", range=(-1.0, 1.0)))
+        self.declare_parameter("duplicate_overlap", DEFAULT_DUPLICATE_OVERLAP, P.describe(
+            "drop a box whose glimpse overlaps a better box's by more than this in the same colour (one object "
+            "drawn twice); < 0: off", range=(-1.0, 1.0)))
+        self.declare_parameter("duplicate_colour", DEFAULT_DUPLICATE_COLOUR, P.describe(
+            "largest RGB distance (0-1 per channel) between the two glimpses' mean colours for duplicate_overlap "
+            "to call them one object", range=(0.0, 2.0)))
         self.declare_parameter("publish_debug_image", False, P.describe("publish ~/debug_image: the frame with boxes drawn"))
         self.declare_parameter("image_qos.reliability", "best_effort", P.reliability_descriptor("the image subscription"))
         self.declare_parameter("image_qos.depth", 1, P.depth_descriptor("the image subscription (only the newest frame is processed)"))
@@ -49,6 +55,10 @@ class DetectorNode(CameraModelNode):
             self.holder.configure(threshold=changed["threshold"])
         if "nms_iou" in changed:
             self.holder.configure(nms_iou=changed["nms_iou"] if changed["nms_iou"] >= 0 else None)
+        if "duplicate_overlap" in changed:
+            self.holder.configure(duplicate_overlap=changed["duplicate_overlap"] if changed["duplicate_overlap"] >= 0 else None)
+        if "duplicate_colour" in changed:
+            self.holder.configure(duplicate_colour=changed["duplicate_colour"])
         if changed.get("publish_debug_image") and self.pub_debug is None:
             self.pub_debug = self.create_publisher(Image, "~/debug_image", self.qos("output_qos"))
         if "publish_debug_image" in changed:
