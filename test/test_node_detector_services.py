@@ -17,6 +17,7 @@ from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 from ros_helpers import RemoteNode, answers, export_tiny_model, frame_msg, level  # noqa: E402
 from split_perception import load_detector  # noqa: E402
+from split_perception.detector import DEFAULT_DUPLICATE_COLOUR, DEFAULT_DUPLICATE_OVERLAP  # noqa: E402
 from split_perception.image_conversion import image_to_array  # noqa: E402
 from split_perception.nodes.model_holder import file_id  # noqa: E402
 from split_perception.training import scenes  # noqa: E402
@@ -75,9 +76,10 @@ def assert_serves(node, path, threshold=0.5):
 
 def test_parameters_are_described_with_ranges(det):
     d = {name: desc for name, desc in zip(
-        ["threshold", "nms_iou", "backend", "model_path", "image_qos.depth", "image_qos.reliability", "publish_debug_image"],
+        ["threshold", "nms_iou", "backend", "model_path", "image_qos.depth", "image_qos.reliability", "publish_debug_image",
+         "duplicate_overlap", "duplicate_colour"],
         det.describe_parameters("threshold", "nms_iou", "backend", "model_path", "image_qos.depth",
-                                "image_qos.reliability", "publish_debug_image"))}
+                                "image_qos.reliability", "publish_debug_image", "duplicate_overlap", "duplicate_colour"))}
     assert all(desc.description for desc in d.values())
     r = d["threshold"].floating_point_range[0]
     assert (r.from_value, r.to_value) == (0.0, 1.0) and d["threshold"].type == ParameterType.PARAMETER_DOUBLE
@@ -99,6 +101,8 @@ def test_invalid_values_are_refused_with_a_reason(det, models, tmp_path):
         ({"threshold": float("nan")}, ["threshold", "nan"]),
         ({"threshold": -0.1}, ["threshold", "-0.1"]),
         ({"nms_iou": 1.5}, ["nms_iou", "1.5"]),
+        ({"duplicate_overlap": 1.5}, ["duplicate_overlap", "1.5"]),
+        ({"duplicate_colour": -0.5}, ["duplicate_colour", "-0.5"]),
         ({"threshold": "high"}, ["type"]),
         ({"backend": "cuda"}, ["backend must be one of", "onnxruntime", "'cuda'"]),
         ({"model_path": "/no/such/dir/model.onnx"}, ["no such file", "/no/such/dir/model.onnx"]),
@@ -125,8 +129,13 @@ def test_threshold_and_nms_change_at_run_time(det, models):
         assert det.get_parameters("nms_iou") == [0.5]
         expected = load_detector(models.a, threshold=0.0, nms_iou=0.5)(IMAGE)
         assert len(answer(det)[0].detections) == len(expected) > 0
+        # every overlapping glimpse of any colour counts as a redraw: fewer boxes than with the defaults
+        assert all(r.successful for r in det.set_parameters({"duplicate_overlap": 0.0, "duplicate_colour": 2.0}))
+        fewest = load_detector(models.a, threshold=0.0, nms_iou=0.5, duplicate_overlap=0.0, duplicate_colour=2.0)(IMAGE)
+        assert len(answer(det)[0].detections) == len(fewest) < len(expected)
     finally:
-        assert all(r.successful for r in det.set_parameters({"threshold": 0.5, "nms_iou": -1.0}))
+        assert all(r.successful for r in det.set_parameters(
+            {"threshold": 0.5, "nms_iou": -1.0, "duplicate_overlap": DEFAULT_DUPLICATE_OVERLAP, "duplicate_colour": DEFAULT_DUPLICATE_COLOUR}))
 
 
 def test_disabled_node_drops_frames_without_inference(det, models):
