@@ -38,7 +38,7 @@ def test_onnx_file_describes_itself(tiny_detector_files):
 @pytest.mark.parametrize("shape", [(48, 48), (17, 203), (480, 640), (1, 1)])
 def test_any_input_size_gives_boxes_in_input_pixels(tiny_detector_files, shape):
     _, onnx_path = tiny_detector_files
-    det = load_detector(onnx_path, threshold=0.0)  # keep every cell: checks the geometry
+    det = load_detector(onnx_path, threshold=0.0, duplicate_overlap=None)  # keep every cell: checks the geometry
     img = np.random.default_rng(1).integers(0, 256, shape + (3,), dtype=np.uint8)
     out = det(img)
     h, w = shape
@@ -118,10 +118,12 @@ def test_shipped_default_loads_and_agrees_on_every_installed_backend():
     img = scenes.generate(cfg, 0, 1).image  # five objects, no score within 0.3 of the threshold
     a, b = pt(img), ort(img)
     assert len(a) > 0
-    np.testing.assert_array_equal(a.cells, b.cells)
-    np.testing.assert_allclose(a.scores, b.scores, atol=2e-2)
-    np.testing.assert_allclose(a.boxes, b.boxes, atol=0.25)  # input pixels
-    np.testing.assert_allclose(a.what, b.what, atol=5e-2)
+    # the same cells; their order may differ where scores are level (several are ~1.0)
+    ia, ib = np.argsort(a.cells), np.argsort(b.cells)
+    np.testing.assert_array_equal(a.cells[ia], b.cells[ib])
+    np.testing.assert_allclose(a.scores[ia], b.scores[ib], atol=2e-2)
+    np.testing.assert_allclose(a.boxes[ia], b.boxes[ib], atol=0.25)  # input pixels
+    np.testing.assert_allclose(a.what[ia], b.what[ib], atol=5e-2)
 
 
 def _three_cell_outputs(overlap_1: float, overlap_2: float) -> dict:
