@@ -43,7 +43,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         graphs = {"shipped graph (object boxes)": export_onnx(args.checkpoint, Path(d) / "object_boxes.onnx")}
         shrink = SplitSpair.object_boxes
-        SplitSpair.object_boxes = lambda self, boxes, z_what, z_local: boxes  # windows as boxes
+        SplitSpair.object_boxes = lambda self, boxes, z_what, z_local, alpha=None: boxes  # windows as boxes
         try:
             graphs["same model, window boxes"] = export_onnx(args.checkpoint, Path(d) / "windows.onnx")
         finally:
