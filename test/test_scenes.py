@@ -535,6 +535,18 @@ def test_touching_prob_puts_objects_against_each_other():
     assert pairs >= 25
 
 
+
+def test_multi_object_touching_prob_puts_sprites_against_each_other_and_zero_changes_nothing():
+    base = dict(min_objects=3, max_objects=3, min_visible_fraction=1.0, sprites="varied")  # no occlusion
+    touching, n = _touching_fraction(scenes.MultiObjectConfig(touching_prob=1.0, **base))
+    apart, _ = _touching_fraction(scenes.MultiObjectConfig(**base))
+    assert n >= 100 and touching > 0.95 and apart < 0.6, (touching, apart)
+    plain, zero = scenes.MultiObjectConfig(), scenes.MultiObjectConfig(touching_prob=0.0)
+    np.testing.assert_array_equal(scenes.generate(plain, 0, 7).image, scenes.generate(zero, 0, 7).image)
+    with pytest.raises(ValueError, match="touching_prob"):
+        scenes.MultiObjectConfig(touching_prob=1.5)
+
+
 def test_same_colour_prob_makes_objects_share_colours_that_still_stand_out():
     def shared(p):
         cfg = scenes.room_kind_config("room_rich", same_colour_prob=p, object_shading=0.0, min_objects=3)

@@ -87,8 +87,13 @@ class MultiObjectConfig:
     sprites: Sprites = "mixed"
     # brightness ramp across each sprite: 0 = flat colour; s = from (1 - s/2)x to (1 + s/2)x
     object_shading: float = 0.0
+    # an object is placed against one already placed, sharing an edge (0 draws no random numbers, so
+    # scenes stay as they were): the detector's remaining under-counts are touching objects
+    touching_prob: float = 0.0
 
     def __post_init__(self):
+        if not 0.0 <= self.touching_prob <= 1.0:
+            raise ValueError(f"touching_prob must be in [0, 1], got {self.touching_prob}")
         if self.background not in BACKGROUNDS:
             raise ValueError(f"unknown background {self.background!r}; kinds: {BACKGROUNDS}")
         if self.sprites not in SPRITE_KINDS:
@@ -843,7 +848,7 @@ def multi_object_scene(cfg: MultiObjectConfig, seed: int, index: int) -> Scene:
         bank = banks[int(r.integers(sizes.start, sizes.stop))]
         return bank[int(r.integers(0, len(bank)))]
 
-    placed = _place_objects(rng, n_objects, cfg.image_size, draw, cfg.min_visible_fraction)
+    placed = _place_objects(rng, n_objects, cfg.image_size, draw, cfg.min_visible_fraction, touching_prob=cfg.touching_prob)
     used = list(bg_colours)
     # on patterned backgrounds a sprite also avoids the mean background colour under itself
     local = cfg.background not in _LEGACY_BACKGROUNDS
