@@ -117,3 +117,15 @@ def test_learning_rate_decays_linearly_over_the_last_steps_and_the_config_wins_o
     with safe_open(str(out / "optimizer.safetensors"), "pt") as f:
         groups = json.loads(f.metadata()["param_groups"])
     assert {g["lr"] for g in groups} == {2.5e-5}
+
+
+def test_multi_object_data_settings_reach_every_scene_config():
+    from split_perception.training.trainer import SceneStream, load_run_config
+
+    run = load_run_config(ROOT / "config" / "train_split_spair.yaml",
+                          ["data.touching_prob=0.5", "data.min_visible_fraction=0.4", "data.sprites=varied_parts"])
+    configs = SceneStream(run.data, batch_size=2).configs
+    assert len(configs) == len(run.data.backgrounds)
+    for c in configs:
+        assert (c.touching_prob, c.min_visible_fraction, c.sprites) == (0.5, 0.4, "varied_parts")
+        assert (c.min_objects, c.max_objects, c.sprite_size_jitter) == (2, 6, 3)  # the shipped stage-4 recipe

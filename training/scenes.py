@@ -92,8 +92,9 @@ class MultiObjectConfig:
     touching_prob: float = 0.0
 
     def __post_init__(self):
-        if not 0.0 <= self.touching_prob <= 1.0:
-            raise ValueError(f"touching_prob must be in [0, 1], got {self.touching_prob}")
+        for name in ("touching_prob", "min_visible_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.background not in BACKGROUNDS:
             raise ValueError(f"unknown background {self.background!r}; kinds: {BACKGROUNDS}")
         if self.sprites not in SPRITE_KINDS:
