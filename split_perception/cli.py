@@ -116,6 +116,7 @@ def _cmd_eval(args) -> int:
     report = evaluate_checkpoint(
         Path(args.checkpoint), out_dir=Path(args.out) if args.out else None, n_images=args.n,
         nms_iou=args.nms_iou if args.nms_iou >= 0 else None,
+        duplicate_overlap=args.duplicate_overlap if args.duplicate_overlap >= 0 else None, duplicate_colour=args.duplicate_colour,
     )
     print(json.dumps(report, indent=2))
     return 0
@@ -244,10 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("checkpoint", help="checkpoint .safetensors (its .json config beside it)")
     ev.add_argument("--out", default=None, help="folder for metrics.json and the figure")
     ev.add_argument("-n", type=int, default=500, help="test images per test set")
-    from split_perception.detector import DEFAULT_NMS_IOU  # numpy only: --help stays light
+    from split_perception.detector import DEFAULT_DUPLICATE_COLOUR, DEFAULT_DUPLICATE_OVERLAP, DEFAULT_NMS_IOU  # numpy only
 
     ev.add_argument("--nms-iou", type=float, default=DEFAULT_NMS_IOU,
                     help=f"detector: NMS IoU threshold as in load_detector (default {DEFAULT_NMS_IOU}; < 0: off)")
+    ev.add_argument("--duplicate-overlap", type=float, default=DEFAULT_DUPLICATE_OVERLAP,
+                    help=f"detector: drop a box redrawing a better box's object, as in load_detector (default "
+                         f"{DEFAULT_DUPLICATE_OVERLAP}; < 0: off)")
+    ev.add_argument("--duplicate-colour", type=float, default=DEFAULT_DUPLICATE_COLOUR,
+                    help=f"detector: colour distance for --duplicate-overlap (default {DEFAULT_DUPLICATE_COLOUR})")
     ev.set_defaults(func=_cmd_eval)
 
     ex = sub.add_parser("export", help="export a checkpoint's inference graph to ONNX (with metadata)")

@@ -167,3 +167,27 @@ def test_redrawn_objects_are_dropped_through_the_api_on_near_objects():
     assert right_with >= right_without + 5, (right_with, right_without)
     with pytest.raises(ValueError, match="duplicate_overlap"):
         load_detector(backend="onnxruntime", duplicate_overlap=1.5)
+
+
+def test_eval_counts_boxes_as_the_api_keeps_them(tiny_detector_files):
+    # `split-perception eval` post-processes the graph's outputs with the API's own code: the same count
+    # accuracy as load_detector() with the same settings (torch backend: the same graph)
+    from split_perception.models.checkpoint import load_checkpoint
+    from split_perception.training import metrics
+    from split_perception.training.evaluate import detector_test_sets, evaluate_detector
+
+    weights, _ = tiny_detector_files
+    model = load_checkpoint(weights)[0]
+    # an untrained model: every cell kept (threshold 0), so NMS and the drop decide the counts
+    settings = dict(threshold=0.0, nms_iou=0.5, duplicate_overlap=0.0, duplicate_colour=2.0)
+    report, _ = evaluate_detector(model, n_images=6, batch_size=3, seed=TEST_SEED, **settings)
+    api, no_drop = load_detector(weights, backend="torch", **settings), load_detector(weights, backend="torch", threshold=0.0)
+    dropped = 0
+    for name, cfg in detector_test_sets(48).items():
+        sc = [scenes.generate(cfg, TEST_SEED, i) for i in range(6)]
+        counts = [len(api(s.image)) for s in sc]
+        expected = metrics.count_accuracy(counts, [s.count for s in sc])
+        assert report[name]["count_error"] == metrics.count_error(counts, [s.count for s in sc]), name
+        assert report[name]["count_accuracy"] == expected, name
+        dropped += sum(len(no_drop(s.image)) for s in sc) - sum(counts)
+    assert dropped > 0

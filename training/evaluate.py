@@ -40,14 +40,16 @@ def detector_test_sets(image_size: int) -> dict[str, scenes.MultiObjectConfig]:
 
 @torch.no_grad()
 def evaluate_detector(
-    model, n_images: int, batch_size: int = 50, threshold: float = 0.5, nms_iou: float | None = None, seed: int = TEST_SEED
+    model, n_images: int, batch_size: int = 50, threshold: float = 0.5, nms_iou: float | None = None, seed: int = TEST_SEED,
+    duplicate_overlap: float | None = None, duplicate_colour: float = 0.0,
 ) -> tuple[dict, dict]:
     """Returns (metrics per test set, a few examples per set for the figure).
 
-    Boxes are kept as the runtime keeps them (split_perception.detector.postprocess): presence
-    above `threshold`, then NMS at `nms_iou` if given. `seed` other than TEST_SEED gives a
-    validation set (for choosing settings without looking at the test scenes)."""
-    from split_perception.detector import nms
+    Boxes are kept by the runtime's own post-processing (split_perception.detector.postprocess) of
+    the inference graph's outputs: presence above `threshold`, then NMS at `nms_iou` if given, then
+    boxes that redraw a better box's object dropped if `duplicate_overlap` is given. `seed` other than
+    TEST_SEED gives a validation set (for choosing settings without looking at the test scenes)."""
+    from split_perception.detector import postprocess
     from split_perception.models.spair import SpairInference
 
     model.eval()
@@ -60,18 +62,14 @@ def evaluate_detector(
             batch = [scenes.generate(scfg, seed, i) for i in range(start, min(start + batch_size, n_images))]
             x = torch.stack([to_tensor(s.image) for s in batch])
             out = model(x)  # reconstruction and background for the MSE and the figure
-            boxes_t, probs_t = inference(x)[:2]  # boxes and scores exactly as the runtime gets them
-            probs, boxes_c = probs_t.numpy(), boxes_t.numpy()
+            graph = dict(zip(inference.output_names, (o.numpy() for o in inference(x))))  # as the runtime gets them
             for k, s in enumerate(batch):
-                keep = np.flatnonzero(probs[k] > threshold)
-                cx, cy, w, h = boxes_c[k, keep].T
-                corners = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
-                if nms_iou is not None and len(keep):
-                    order = nms(corners, probs[k, keep], nms_iou)
-                    keep, corners = keep[order], corners[order]
-                pred_boxes.append(corners)
-                pred_scores.append(probs[k, keep])
-                pred_counts.append(len(keep))
+                one = {name: value[k : k + 1] for name, value in graph.items()}
+                det = postprocess(one, (cfg.image_size, cfg.image_size), cfg.image_size, threshold, nms_iou,
+                                  duplicate_overlap, duplicate_colour)
+                pred_boxes.append(det.boxes)
+                pred_scores.append(det.scores)
+                pred_counts.append(len(det))
                 true_counts.append(s.count)
                 true_boxes.append(s.boxes)
             sq_err.append(((out["recon"] - x) ** 2).mean((1, 2, 3)).numpy())
@@ -111,10 +109,14 @@ def detector_figure(examples: dict, path: Path) -> None:
     atomic_write_bytes(path, png.tobytes())
 
 
-def evaluate_checkpoint(path: Path, out_dir: Path | None = None, n_images: int = 500, nms_iou: float | None = None) -> dict:
+def evaluate_checkpoint(
+    path: Path, out_dir: Path | None = None, n_images: int = 500, nms_iou: float | None = None,
+    duplicate_overlap: float | None = None, duplicate_colour: float = 0.0,
+) -> dict:
     model, cfg, model_type = ckpt.load_checkpoint(path)
     if model_type == "split_spair":
-        report, examples = evaluate_detector(model, n_images, nms_iou=nms_iou)
+        report, examples = evaluate_detector(model, n_images, nms_iou=nms_iou, duplicate_overlap=duplicate_overlap,
+                                             duplicate_colour=duplicate_colour)
         figure = detector_figure
     else:
         from .evaluate_slots import evaluate_segmenter, segmenter_figure
