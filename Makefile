@@ -20,11 +20,12 @@ bench: setup  # every benchmark; each prints its figures (docs/RESULTS.md record
 	$(PY) benchmarks/bench_runtime.py
 	$(PY) benchmarks/bench_monet_efficiency.py --out runs/bench
 
-train-detector: setup  # the shipped detector from scratch: stage 1 (4x4 grid), 2 (6x6 grid), 3 (more outlines), 4 (crowded, one hue)
+train-detector: setup  # the shipped detector from scratch: stage 1 (4x4 grid), 2 (6x6 grid), 3 (more outlines), 4 (crowded, one hue), 5 (touching objects)
 	$(PY) -m split_perception.cli train config/train_split_spair_stage1.yaml
 	$(PY) -m split_perception.cli train config/train_split_spair_stage2.yaml --init runs/split_spair_stage1/checkpoint.safetensors
 	$(PY) -m split_perception.cli train config/train_split_spair_stage3.yaml --init runs/split_spair_stage2/checkpoint.safetensors
-	$(PY) -m split_perception.cli train config/train_split_spair.yaml --init runs/split_spair_stage3/checkpoint.safetensors
+	$(PY) -m split_perception.cli train config/train_split_spair_stage4.yaml --init runs/split_spair_stage3/checkpoint.safetensors
+	$(PY) -m split_perception.cli train config/train_split_spair.yaml --init runs/split_spair_stage4/checkpoint.safetensors
 
 clean:
 	rm -rf $(VENV) build *.egg-info

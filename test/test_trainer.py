@@ -128,4 +128,4 @@ def test_multi_object_data_settings_reach_every_scene_config():
     assert len(configs) == len(run.data.backgrounds)
     for c in configs:
         assert (c.touching_prob, c.min_visible_fraction, c.sprites) == (0.5, 0.4, "varied_parts")
-        assert (c.min_objects, c.max_objects, c.sprite_size_jitter) == (2, 6, 3)  # the shipped stage-4 recipe
+        assert (c.min_objects, c.max_objects, c.sprite_size_jitter) == (2, 6, 3)  # the shipped recipe (stages 4-5)
