@@ -34,7 +34,7 @@ def test_a_good_checkpoint_is_exported_checked_and_placed(tmp_path, tiny_detecto
     target = tmp_path / "models" / "detector.onnx"
     done = deploy.deploy(tiny_detector_files[0], target)
     assert target.is_file() and done.model_id == file_id(target) and done.model_type == "split_spair"
-    assert set(done.check.max_abs_diff) == {"boxes", "scores", "what", "depth", "local", "background"}
+    assert set(done.check.max_abs_diff) == {"boxes", "scores", "what", "depth", "local", "background", "overlap", "colour"}
     assert max(done.check.max_abs_diff.values()) < deploy.ATOL
     assert [p.name for p in target.parent.iterdir()] == ["detector.onnx"]  # no temp file left
     frame = deploy.check_frame(48)
