@@ -12,8 +12,8 @@ and prints, per test kind:
     unmatched while a kept box overlaps it and another object), `missed` (an object no kept box
     overlaps);
   * count accuracy under alternative post-processing of the same graph outputs (presence
-    threshold, NMS IoU, containment suppression, dropping redrawn objects: detector.drop_redrawn), so a change of default is chosen on validation
-    scenes, never on the test seed.
+    threshold, NMS IoU, containment suppression, dropping redrawn objects: detector.drop_redrawn),
+    so a change of default is chosen on validation scenes, never on the test seed.
 """
 from __future__ import annotations
 

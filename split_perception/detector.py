@@ -58,18 +58,19 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
 
 
 def drop_redrawn(cells: np.ndarray, overlap: np.ndarray, colour: np.ndarray, max_overlap: float, max_colour_distance: float) -> np.ndarray:
-    """Of `cells` (best first), those whose glimpse does not redraw a better kept glimpse's object.
+    """Boolean mask over `cells` (best first): True where the cell's glimpse does not redraw a better
+    kept glimpse's object.
 
     A cell redraws another when their footprints overlap by more than `max_overlap` (graph output
     `overlap`, see models.spair.footprint_overlap_and_colour) and the input's mean colours under
     them (`colour`, RGB in [0, 1]) are closer than `max_colour_distance`. NMS does not catch these
     duplicates: two glimpses drawing the two halves of a near object have boxes of IoU 0.2-0.4."""
-    kept: list[int] = []
-    for c in cells:
-        redraws = [overlap[c, k] > max_overlap and np.linalg.norm(colour[c] - colour[k]) < max_colour_distance for k in kept]
-        if not any(redraws):
-            kept.append(int(c))
-    return np.asarray(kept, np.int64)
+    keep = np.zeros(len(cells), bool)
+    for i, c in enumerate(cells):
+        kept = cells[keep]
+        redraws = (overlap[c, kept] > max_overlap) & (np.linalg.norm(colour[kept] - colour[c], axis=1) < max_colour_distance)
+        keep[i] = not redraws.any()
+    return keep
 
 
 def postprocess(
@@ -93,8 +94,7 @@ def postprocess(
     if nms_iou is not None and len(keep):
         order = nms(boxes, scores[keep], nms_iou)
     if duplicate_overlap is not None and "overlap" in outputs and len(order):
-        cells = drop_redrawn(keep[order], outputs["overlap"][0], outputs["colour"][0], duplicate_overlap, duplicate_colour)
-        order = order[np.isin(keep[order], cells)]
+        order = order[drop_redrawn(keep[order], outputs["overlap"][0], outputs["colour"][0], duplicate_overlap, duplicate_colour)]
     keep, boxes = keep[order], boxes[order]
     local = outputs.get("local")
     return Detections(

@@ -71,6 +71,13 @@ _LEGACY_BACKGROUNDS = ("solid", "checkerboard")
 _HUE_BINS = 12
 
 
+def _require_fractions(cfg, *names: str) -> None:
+    """Raise naming the first of `cfg`'s fields `names` that is not in [0, 1]."""
+    for name in names:
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {getattr(cfg, name)}")
+
+
 @dataclass(frozen=True)
 class MultiObjectConfig:
     """Multi-object sprite scenes (SPAIR / SPLIT-SPAIR)."""
@@ -92,9 +99,7 @@ class MultiObjectConfig:
     touching_prob: float = 0.0
 
     def __post_init__(self):
-        for name in ("touching_prob", "min_visible_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        _require_fractions(self, "touching_prob", "min_visible_fraction")
         if self.background not in BACKGROUNDS:
             raise ValueError(f"unknown background {self.background!r}; kinds: {BACKGROUNDS}")
         if self.sprites not in SPRITE_KINDS:
@@ -147,11 +152,7 @@ class RoomConfig:
             raise ValueError(f"object_size must satisfy 4 <= lo <= hi <= image_size, got {self.object_size}")
         if not 0.0 <= self.object_shading < 2.0:
             raise ValueError(f"object_shading must be in [0, 2), got {self.object_shading}")
-        for name in ("same_colour_prob", "touching_prob"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if not 0.0 <= self.min_visible_fraction <= 1.0:
-            raise ValueError(f"min_visible_fraction must be in [0, 1], got {self.min_visible_fraction}")
+        _require_fractions(self, "same_colour_prob", "touching_prob", "min_visible_fraction")
 
 
 def room_kind_config(kind: str, image_size: int = 64, **overrides) -> RoomConfig:
