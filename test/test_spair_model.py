@@ -190,27 +190,37 @@ def test_short_training_lowers_the_loss_and_moves_the_count_to_the_truth():
 def _raster_order_cells(model: SplitSpair, x: torch.Tensor) -> dict:
     """SPAIR's cell-by-cell raster-order inference, written plainly: the reference for the
     wavefront implementation (posterior means, so both are deterministic)."""
-    g = model.cfg.grid
+    cfg = model.cfg
+    g, c = cfg.grid, cfg.cell_size
     feats = model.backbone(x)
-    ctx, outs = {}, {k: [] for k in ("where_mean", "depth_mean", "pres_logit")}
-    zero = x.new_zeros(x.shape[0], 6)
+    ctx, colour, outs = {}, {}, {k: [] for k in ("where_mean", "depth_mean", "pres_logit")}
+    zero, no_colour = x.new_zeros(x.shape[0], 6), x.new_zeros(x.shape[0], 3)
     for i in range(g):
         for j in range(g):
-            neighbours = [ctx.get((i + di, j + dj), zero) for di, dj in ((-1, -1), (-1, 0), (-1, 1), (0, -1))]
-            h = model.box_net(torch.cat([feats[:, :, i, j], *neighbours], 1))
+            around = [(i + di, j + dj) for di, dj in ((-1, -1), (-1, 0), (-1, 1), (0, -1))]
+            inputs = [feats[:, :, i, j]] + [ctx.get(cell, zero) for cell in around]
+            if cfg.context_colour:
+                own = x[:, :, i * c:(i + 1) * c, j * c:(j + 1) * c].mean((2, 3))
+                inputs += [colour.get(cell, no_colour) for cell in around] + [own]
+            h = model.box_net(torch.cat(inputs, 1))
             where, _ = model.where_head(h)
             depth, _ = model.depth_head(h)
             logit = model.pres_head(h)[:, 0]
             ctx[(i, j)] = torch.cat([where, depth, torch.sigmoid(logit)[:, None]], 1)
+            if cfg.context_colour:  # mean of a 4 x 4 crop of the box's middle half
+                box = model.boxes_from_where(where[:, None], model.cell_centres[i * g + j][None])[:, 0]
+                box = box * box.new_tensor([1, 1, 0.5, 0.5])
+                colour[(i, j)] = blocks.crop_glimpses(x, box, 4).mean((2, 3))
             for k, v in zip(outs, (where, depth, logit)):
                 outs[k].append(v)
     return {k: torch.stack(v, 1) for k, v in outs.items()}
 
 
-@pytest.mark.parametrize("image_size,cell_size", [(48, 12), (72, 12), (48, 8)])
-def test_wavefront_inference_equals_raster_order(image_size, cell_size):
+@pytest.mark.parametrize("image_size,cell_size,context_colour", [(48, 12, False), (72, 12, False), (48, 8, False), (48, 8, True)])
+def test_wavefront_inference_equals_raster_order(image_size, cell_size, context_colour):
     torch.manual_seed(0)
-    model = SplitSpair(SpairConfig(image_size=image_size, cell_size=cell_size, pres_init_bias=0.0, **TINY)).eval()
+    cfg = SpairConfig(image_size=image_size, cell_size=cell_size, pres_init_bias=0.0, context_colour=context_colour, **TINY)
+    model = SplitSpair(cfg).eval()
     assert model.backbone(torch.rand(1, 3, image_size, image_size)).shape[-1] == image_size // cell_size
     x = torch.rand(3, 3, image_size, image_size)
     with torch.no_grad():
@@ -351,3 +361,44 @@ def test_footprint_overlap_is_one_inside_zero_apart_and_colour_is_the_mean_under
     assert overlap[0, 0, 1] == overlap[0, 1, 0] == 1.0
     assert overlap[0, 0, 2] == overlap[0, 1, 2] == 0.0
     torch.testing.assert_close(colour[0], torch.tensor([[1.0, 0, 0], [1.0, 0, 0], [0, 0, 1.0]]))
+
+
+def test_context_colour_is_the_mean_colour_in_the_middle_of_a_neighbours_box():
+    torch.manual_seed(0)
+    model = SplitSpair(SpairConfig(cell_size=8, context_colour=True, **TINY))
+    x = torch.zeros(1, 3, 48, 48)
+    x[0, 0, 8:24, 8:24] = 1.0  # a red square of 16 px, centre (16, 16): in cell (1, 1) of the 6 x 6 grid
+    x[0, 2, 8:24, 24:40] = 1.0  # a blue one touching it on the right, centre (32, 16): cell (1, 3)
+    z_where = torch.tensor([[[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]])  # centred boxes of 12 px (max_box / 2)
+    colour = model._box_middle_colour(x, z_where, torch.tensor([1 * 6 + 1, 1 * 6 + 3]))
+    torch.testing.assert_close(colour[0], torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+
+
+def test_a_checkpoint_without_colour_context_fine_tunes_from_exactly_its_model():
+    """--init from the shipped checkpoint into a context_colour model: the colour inputs start at
+    zero weight, so the cells' outputs are the shipped model's to the bit, and they still get gradients."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from split_perception.models import checkpoint as ckpt
+
+    path = Path(__file__).resolve().parents[1] / "split_perception" / "weights" / "split_spair.safetensors"
+    cfg = json.loads(ckpt.read_metadata(path)["config"])
+    state = load_file(str(path))
+    shipped = SplitSpair(SpairConfig(**cfg)).eval()
+    shipped.load_state_dict(state)
+    widened = SplitSpair(SpairConfig(**{**cfg, "context_colour": True})).eval()
+    widened.load_state_dict(widened.widen_init_state(state))
+    x = torch.rand(2, 3, 48, 48)
+    with torch.no_grad():
+        a, b = shipped.infer_cells(x, sample=False), widened.infer_cells(x, sample=False)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    widened.train()
+    widened(x, step=5000)["loss"].backward()
+    assert widened.box_net[0].weight.grad[:, -15:].abs().sum() > 0
+    # a checkpoint with another first layer is left for the caller to refuse
+    odd = {**state, "box_net.0.weight": state["box_net.0.weight"][:, :-1]}
+    assert widened.widen_init_state(odd)["box_net.0.weight"].shape == odd["box_net.0.weight"].shape

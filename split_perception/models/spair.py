@@ -127,6 +127,15 @@ class SpairConfig:
     # objects of different colours need two glimpses. Training only: the exported graph does not
     # draw glimpse colours.
     glimpse_colour: str = "free"
+    # What a cell knows of its already-inferred neighbours. SPAIR gives each cell its neighbours'
+    # whole latents, z_what included; this model gives z_where, z_depth and z_pres only (so that
+    # glimpses are encoded in one batched pass), and a cell then cannot tell a neighbour's box
+    # that already holds its object from one that holds a touching object of another colour: the
+    # shipped model's remaining under-counts are all of the second kind (docs/RESULTS.md). With
+    # context_colour each neighbour's context also carries the input's mean colour in the middle
+    # of its box, and each cell its own cell's mean colour: the appearance cue of SPAIR's z_what
+    # context at the cost of a 4 x 4 crop per cell. Off by default so that older checkpoints load.
+    context_colour: bool = False
 
     def __post_init__(self):
         if self.image_size % self.cell_size:
@@ -150,6 +159,12 @@ class SpairConfig:
     def local_dims(self) -> int:
         return self.z_local if self.split else 0
 
+    @property
+    def cell_context_dims(self) -> int:
+        """Inputs of box_net besides the cell's features: the neighbours' latents [+ colours, own colour]."""
+        extra = len(NEIGHBOURS) * 3 + 3 if self.context_colour else 0
+        return len(NEIGHBOURS) * _CONTEXT_PER_NEIGHBOUR + extra
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -157,15 +172,6 @@ class SpairConfig:
 # Neighbours whose latents a cell sees: up-left, up, up-right, left (all earlier in raster order).
 NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1))
 _CONTEXT_PER_NEIGHBOUR = 4 + 1 + 1  # z_where, z_depth, z_pres
-_CELL_OUTPUTS = ("where_mean", "where_logstd", "z_where", "depth_mean", "depth_logstd", "z_depth", "pres_logit", "z_pres")
-
-
-def relaxed_bernoulli(logits: torch.Tensor, tau: float) -> torch.Tensor:
-    """Reparameterised sample of a relaxed Bernoulli (binary concrete) with temperature tau:
-    sigmoid((logit + logistic noise) / tau). Written out: torch.distributions costs ~10
-    operator calls of argument checking per sample."""
-    u = torch.rand_like(logits).clamp_(1e-6, 1 - 1e-6)
-    return torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / tau)
 
 
 @functools.lru_cache(maxsize=64)
@@ -215,9 +221,10 @@ class SplitSpair(nn.Module):
         # backbone: 48 -> 24 -> 12 -> 4 or 6 (strides 2, 2, 3 or 2), then a 3x3 layer to see neighbour cells
         stride, pad = _LAST_DOWN_STEP[cfg.cell_size]
         self.backbone = conv_stack([3, 16, 32, 64, h, h], [3, 4, 4, 3, 3], [1, 2, 2, stride, 1], [1, 1, 1, pad, 1])
-        self.box_net = mlp([h + len(NEIGHBOURS) * _CONTEXT_PER_NEIGHBOUR, h, h], final_activation=True)
+        self.box_net = mlp([h + cfg.cell_context_dims, h, h], final_activation=True)
         self.where_head = GaussianHead(h, 4)
         self.depth_head = GaussianHead(h, 1)
+        assert self.depth_head.min_logstd == self.where_head.min_logstd  # infer_cells bounds both at once
         self.pres_head = nn.Linear(h, 1)
         nn.init.constant_(self.pres_head.bias, cfg.pres_init_bias)
         # glimpse encoder: g x g RGB patch -> z_what
@@ -252,6 +259,20 @@ class SplitSpair(nn.Module):
         cy, cx = torch.meshgrid(centres, centres, indexing="ij")
         self.register_buffer("cell_centres", torch.stack([cx.flatten(), cy.flatten()], -1), persistent=False)
 
+    def widen_init_state(self, state: dict) -> dict:
+        """Fine-tuning with context_colour from a checkpoint trained without it: box_net's first
+        layer gets zero weights for the colour inputs (they come after the old ones), so the
+        fine-tune starts from exactly the checkpoint's model and learns what the colours add."""
+        key = "box_net.0.weight"
+        own = self.box_net[0].weight
+        old = state.get(key)
+        if old is None or old.dim() != 2 or old.shape[0] != own.shape[0] or old.shape[1] >= own.shape[1]:
+            return state
+        if old.shape[1] != own.shape[1] - (self.cfg.cell_context_dims - len(NEIGHBOURS) * _CONTEXT_PER_NEIGHBOUR):
+            return state  # not the colour inputs: left to the caller's shape check
+        zeros = old.new_zeros(old.shape[0], own.shape[1] - old.shape[1])
+        return {**state, key: torch.cat([old, zeros], dim=1)}
+
     def _build_wavefronts(self, grid: int) -> None:
         """Index tables for infer_cells: which raster cells form each wavefront (2i + j = t), and
         where each cell's neighbours sit among the contexts computed before it (0 = none)."""
@@ -268,7 +289,10 @@ class SplitSpair(nn.Module):
             wave_order += [i * grid + j for i, j in cells]
         self.wave_cells = cells_per_wave
         self.wave_neighbour_slots = slots_per_wave
-        self.raster_from_wave = torch.argsort(torch.tensor(wave_order))
+        ends = np.cumsum([len(c) for c in cells_per_wave]).tolist()
+        self.wave_spans = list(zip([0] + ends[:-1], ends))  # each wavefront's cells among the wavefront-ordered ones
+        self.wave_order = torch.tensor(wave_order)
+        self.raster_from_wave = torch.argsort(self.wave_order)
 
     # ------------------------------------------------------------------ inference network
     def infer_cells(self, x: torch.Tensor, sample: bool, tau: float | None = None) -> dict:
@@ -284,37 +308,74 @@ class SplitSpair(nn.Module):
         pres_logit (B, G), z_pres (B, G) (relaxed sample in training, probability otherwise).
         """
         cfg = self.cfg
-        b = x.shape[0]
-        feats = self.backbone(x).flatten(2).transpose(1, 2)  # (B, G, h), raster order
+        b, cells_n, h = x.shape[0], cfg.grid**2, cfg.hidden
+        # Every per-cell quantity is laid out in wavefront order, so that each wavefront reads one
+        # contiguous slice. Work that does not depend on the neighbours runs once for all cells
+        # before the loop: the cells' features through box_net's first layer, the noise of the
+        # samples, the cells' own colours. What is left per wavefront is small, and it is what
+        # the operator count of a training step grows with (16 wavefronts on a 6x6 grid).
+        feats = self.backbone(x).flatten(2).transpose(1, 2)[:, self.wave_order]  # (B, G, h)
+        first = self.box_net[0]
+        own_part = F.linear(feats, first.weight[:, :h], first.bias)
+        context_weight = first.weight[:, h:]
+        # the three heads as one matrix, rows ordered [means of z_where, z_depth | their log-stds | presence logit]
+        where, depth = self.where_head.linear, self.depth_head.linear
+        head_weight = torch.cat([where.weight[:4], depth.weight[:1], where.weight[4:], depth.weight[1:], self.pres_head.weight])
+        head_bias = torch.cat([where.bias[:4], depth.bias[:1], where.bias[4:], depth.bias[1:], self.pres_head.bias])
+        if sample:
+            normal = torch.randn(b, cells_n, 5, dtype=x.dtype, device=x.device)
+            u = torch.rand(b, cells_n, 1, dtype=x.dtype, device=x.device).clamp_(1e-6, 1 - 1e-6)
+            # presence is a relaxed Bernoulli (binary concrete) sample: sigmoid((logit + logistic noise) / tau)
+            logistic = torch.log(u) - torch.log1p(-u)
+            tau = tau or cfg.tau
+        colours = cfg.context_colour
+        if colours:  # each cell's own mean colour
+            own_colour = F.avg_pool2d(x, cfg.cell_size).flatten(2).transpose(1, 2)[:, self.wave_order]
         # computed contexts, wavefront after wavefront; slot 0 is the zero context of a missing neighbour
-        contexts = [x.new_zeros(b, 1, _CONTEXT_PER_NEIGHBOUR)]
-        outs: dict[str, list] = {k: [] for k in _CELL_OUTPUTS}
-        # the three heads as one matrix: one linear layer per wavefront instead of three
-        heads = (self.where_head.linear, self.depth_head.linear, self.pres_head)
-        head_weight = torch.cat([m.weight for m in heads])
-        head_bias = torch.cat([m.bias for m in heads])
-        for cells, neighbour_slots in zip(self.wave_cells, self.wave_neighbour_slots):
+        contexts = [x.new_zeros(b, 1, _CONTEXT_PER_NEIGHBOUR + (3 if colours else 0))]
+        outs: dict[str, list] = {k: [] for k in ("mean", "logstd", "z", "logit", "z_pres")}
+        for (first_cell, last_cell), cells, neighbour_slots in zip(self.wave_spans, self.wave_cells, self.wave_neighbour_slots):
             ctx = torch.cat(contexts, 1) if len(contexts) > 1 else contexts[0]
-            neighbours = ctx[:, neighbour_slots].flatten(2)  # (B, n, 4 * ctx)
-            hcell = self.box_net(torch.cat([feats[:, cells], neighbours], dim=2))
-            w_mean, w_logstd, d_mean, d_logstd, logit = F.linear(hcell, head_weight, head_bias).split([4, 4, 1, 1, 1], 2)
-            w_logstd = self.where_head.bound_logstd(w_logstd)
-            d_logstd = self.depth_head.bound_logstd(d_logstd)
-            logit = logit.squeeze(2)
-            z_where = sample_normal(w_mean, w_logstd, sample)
-            z_depth = sample_normal(d_mean, d_logstd, sample)
-            z_pres = relaxed_bernoulli(logit, tau or cfg.tau) if sample else torch.sigmoid(logit)
-            contexts.append(torch.cat([z_where, z_depth, z_pres[..., None]], dim=2))
-            for k, v in zip(_CELL_OUTPUTS, (w_mean, w_logstd, z_where, d_mean, d_logstd, z_depth, logit, z_pres)):
+            neighbours = ctx[:, neighbour_slots]  # (B, n, 4, width)
+            inputs = neighbours[..., :_CONTEXT_PER_NEIGHBOUR].flatten(2)
+            if colours:  # after the latents, so that a checkpoint without colours widens with zero columns
+                inputs = torch.cat([inputs, neighbours[..., _CONTEXT_PER_NEIGHBOUR:].flatten(2),
+                                    own_colour[:, first_cell:last_cell]], dim=2)
+            hcell = self.box_net[1:](own_part[:, first_cell:last_cell] + F.linear(inputs, context_weight))
+            mean, logstd, logit = F.linear(hcell, head_weight, head_bias).split([5, 5, 1], 2)
+            logstd = self.where_head.bound_logstd(logstd)  # the depth head's bounds are the same (__init__)
+            if sample:
+                z = mean + normal[:, first_cell:last_cell] * torch.exp(logstd)
+                z_pres = torch.sigmoid((logit + logistic[:, first_cell:last_cell]) / tau)
+            else:
+                z, z_pres = mean, torch.sigmoid(logit)
+            context = [z, z_pres]
+            if colours:
+                context.append(self._box_middle_colour(x, z[..., :4], cells))
+            contexts.append(torch.cat(context, dim=2))
+            for k, v in zip(outs, (mean, logstd, z, logit, z_pres)):
                 outs[k].append(v)
         # wavefront order -> raster order
-        return {k: torch.cat(v, 1)[:, self.raster_from_wave] for k, v in outs.items()}
+        mean, logstd, z, logit, z_pres = (torch.cat(v, 1)[:, self.raster_from_wave] for v in outs.values())
+        return {"where_mean": mean[..., :4], "where_logstd": logstd[..., :4], "z_where": z[..., :4],
+                "depth_mean": mean[..., 4:], "depth_logstd": logstd[..., 4:], "z_depth": z[..., 4:],
+                "pres_logit": logit[..., 0], "z_pres": z_pres[..., 0]}
 
-    def boxes_from_where(self, z_where: torch.Tensor) -> torch.Tensor:
-        """(B, G, 4) z_where -> (B, G, 4) boxes: centre x, centre y, width, height in model pixels."""
+    def _box_middle_colour(self, x: torch.Tensor, z_where: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+        """(B, n, 3) the input's mean colour over the middle half (each side) of the boxes that
+        z_where (B, n, 4) gives the raster cells `cells`: where the object of the box sits, with
+        little of the background around it. A 4 x 4 bilinear crop, averaged."""
+        b, n = z_where.shape[:2]
+        boxes = self.boxes_from_where(z_where, self.cell_centres[cells]) * z_where.new_tensor([1.0, 1.0, 0.5, 0.5])
+        crops = crop_glimpses(x.repeat_interleave(n, dim=0), boxes.reshape(b * n, 4), 4)
+        return crops.mean((2, 3)).reshape(b, n, 3)
+
+    def boxes_from_where(self, z_where: torch.Tensor, centres: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, G, 4) z_where -> (B, G, 4) boxes: centre x, centre y, width, height in model pixels.
+        `centres` (G, 2): the cells' pixel centres when z_where is not every cell in raster order."""
         cfg = self.cfg
         shift = torch.tanh(z_where[..., :2]) * cfg.max_shift * cfg.cell_size
-        centre = self.cell_centres + shift
+        centre = (self.cell_centres if centres is None else centres) + shift
         size = cfg.max_box * torch.sigmoid(z_where[..., 2:])
         return torch.cat([centre, size], dim=-1)
 
