@@ -369,9 +369,9 @@ def test_context_colour_is_the_mean_colour_in_the_middle_of_a_neighbours_box():
     x = torch.zeros(1, 3, 48, 48)
     x[0, 0, 8:24, 8:24] = 1.0  # a red square of 16 px, centre (16, 16): in cell (1, 1) of the 6 x 6 grid
     x[0, 2, 8:24, 24:40] = 1.0  # a blue one touching it on the right, centre (32, 16): cell (1, 3)
-    z_where = torch.tensor([[[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]])  # centred boxes of 12 px (max_box / 2)
+    z_where = torch.zeros(2, 4)  # rows (cell, image): centred boxes of 12 px (max_box / 2)
     colour = model._box_middle_colour(x, z_where, torch.tensor([1 * 6 + 1, 1 * 6 + 3]))
-    torch.testing.assert_close(colour[0], torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+    torch.testing.assert_close(colour, torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
 
 
 def test_a_checkpoint_without_colour_context_fine_tunes_from_exactly_its_model():
@@ -402,3 +402,27 @@ def test_a_checkpoint_without_colour_context_fine_tunes_from_exactly_its_model()
     # a checkpoint with another first layer is left for the caller to refuse
     odd = {**state, "box_net.0.weight": state["box_net.0.weight"][:, :-1]}
     assert widened.widen_init_state(odd)["box_net.0.weight"].shape == odd["box_net.0.weight"].shape
+
+
+@pytest.mark.parametrize("context_colour", [False, True])
+def test_export_with_a_symbolic_batch_equals_torch_at_another_batch(tmp_path, context_colour):
+    """The wavefront loop indexes (cell, image) rows: an export with dynamic_batch must not bake in
+    the batch it was traced with."""
+    import onnxruntime as ort
+
+    from split_perception.export import export_onnx
+    from split_perception.models import checkpoint as ckpt
+    from split_perception.models.spair import MODEL_TYPE, SpairInference
+
+    torch.manual_seed(0)
+    cfg = SpairConfig(cell_size=8, pres_init_bias=0.0, context_colour=context_colour, **TINY)
+    model = SplitSpair(cfg)
+    weights = tmp_path / "checkpoint.safetensors"
+    ckpt.save_checkpoint(weights, model, MODEL_TYPE, cfg, {"step": 0})
+    session = ort.InferenceSession(str(export_onnx(weights, tmp_path / "model.onnx", dynamic_batch=True)))
+    x = torch.rand(3, 3, 48, 48)
+    with torch.no_grad():
+        expected = SpairInference(model)(x)
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(g, e.numpy(), rtol=1e-4, atol=1e-4)

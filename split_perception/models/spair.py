@@ -293,6 +293,7 @@ class SplitSpair(nn.Module):
         self.wave_spans = list(zip([0] + ends[:-1], ends))  # each wavefront's cells among the wavefront-ordered ones
         self.wave_order = torch.tensor(wave_order)
         self.raster_from_wave = torch.argsort(self.wave_order)
+        self._neighbour_rows_cache: dict = {}
 
     # ------------------------------------------------------------------ inference network
     def infer_cells(self, x: torch.Tensor, sample: bool, tau: float | None = None) -> dict:
@@ -309,66 +310,89 @@ class SplitSpair(nn.Module):
         """
         cfg = self.cfg
         b, cells_n, h = x.shape[0], cfg.grid**2, cfg.hidden
-        # Every per-cell quantity is laid out in wavefront order, so that each wavefront reads one
-        # contiguous slice. Work that does not depend on the neighbours runs once for all cells
-        # before the loop: the cells' features through box_net's first layer, the noise of the
-        # samples, the cells' own colours. What is left per wavefront is small, and it is what
+        # Per-cell quantities are 2-D, one row per (cell, image) with the cells in wavefront order,
+        # so that each wavefront reads one contiguous block of rows and every layer is one addmm
+        # with a weight transposed once. Work that does not depend on the neighbours runs once for
+        # all cells before the loop: the cells' features through box_net's first layer, the noise of
+        # the samples, the cells' own colours. What is left per wavefront is small, and it is what
         # the operator count of a training step grows with (16 wavefronts on a 6x6 grid).
-        feats = self.backbone(x).flatten(2).transpose(1, 2)[:, self.wave_order]  # (B, G, h)
-        first = self.box_net[0]
-        own_part = F.linear(feats, first.weight[:, :h], first.bias)
-        context_weight = first.weight[:, h:]
-        # the three heads as one matrix, rows ordered [means of z_where, z_depth | their log-stds | presence logit]
+        def rows(t):  # (B, C, grid, grid) -> (G * B, C), wavefront-ordered cells
+            return t.flatten(2).permute(2, 0, 1)[self.wave_order].reshape(cells_n * b, -1)
+
+        first, act1, second, act2 = self.box_net
+        own_part = torch.addmm(first.bias, rows(self.backbone(x)), first.weight[:, :h].t())
+        context_t = first.weight[:, h:].t()
+        second_t = second.weight.t()
+        # the three heads as one matrix, columns [means of z_where, z_depth | their log-stds | presence logit]
         where, depth = self.where_head.linear, self.depth_head.linear
-        head_weight = torch.cat([where.weight[:4], depth.weight[:1], where.weight[4:], depth.weight[1:], self.pres_head.weight])
-        head_bias = torch.cat([where.bias[:4], depth.bias[:1], where.bias[4:], depth.bias[1:], self.pres_head.bias])
+        heads_t = torch.cat([where.weight[:4], depth.weight[:1], where.weight[4:], depth.weight[1:], self.pres_head.weight]).t()
+        heads_b = torch.cat([where.bias[:4], depth.bias[:1], where.bias[4:], depth.bias[1:], self.pres_head.bias])
         if sample:
-            normal = torch.randn(b, cells_n, 5, dtype=x.dtype, device=x.device)
-            u = torch.rand(b, cells_n, 1, dtype=x.dtype, device=x.device).clamp_(1e-6, 1 - 1e-6)
+            normal = torch.randn(cells_n * b, 5, dtype=x.dtype, device=x.device)
+            u = torch.rand(cells_n * b, 1, dtype=x.dtype, device=x.device).clamp_(1e-6, 1 - 1e-6)
             # presence is a relaxed Bernoulli (binary concrete) sample: sigmoid((logit + logistic noise) / tau)
             logistic = torch.log(u) - torch.log1p(-u)
             tau = tau or cfg.tau
         colours = cfg.context_colour
         if colours:  # each cell's own mean colour
-            own_colour = F.avg_pool2d(x, cfg.cell_size).flatten(2).transpose(1, 2)[:, self.wave_order]
-        # computed contexts, wavefront after wavefront; slot 0 is the zero context of a missing neighbour
-        contexts = [x.new_zeros(b, 1, _CONTEXT_PER_NEIGHBOUR + (3 if colours else 0))]
+            own_colour = rows(F.avg_pool2d(x, cfg.cell_size))
+        width = _CONTEXT_PER_NEIGHBOUR + (3 if colours else 0)
+        # computed contexts, wavefront after wavefront, B rows per cell; slot 0 is the zero context of a missing neighbour
+        contexts = [x.new_zeros(b, width)]
         outs: dict[str, list] = {k: [] for k in ("mean", "logstd", "z", "logit", "z_pres")}
-        for (first_cell, last_cell), cells, neighbour_slots in zip(self.wave_spans, self.wave_cells, self.wave_neighbour_slots):
-            ctx = torch.cat(contexts, 1) if len(contexts) > 1 else contexts[0]
-            neighbours = ctx[:, neighbour_slots]  # (B, n, 4, width)
-            inputs = neighbours[..., :_CONTEXT_PER_NEIGHBOUR].flatten(2)
+        for (lo, hi), cells, neighbour_rows in zip(self.wave_spans, self.wave_cells, self._neighbour_rows(b, x.device)):
+            lo, hi = lo * b, hi * b
+            ctx = torch.cat(contexts) if len(contexts) > 1 else contexts[0]
+            neighbours = ctx[neighbour_rows]  # (n * B * 4, width), rows (cell, image, neighbour)
             if colours:  # after the latents, so that a checkpoint without colours widens with zero columns
-                inputs = torch.cat([inputs, neighbours[..., _CONTEXT_PER_NEIGHBOUR:].flatten(2),
-                                    own_colour[:, first_cell:last_cell]], dim=2)
-            hcell = self.box_net[1:](own_part[:, first_cell:last_cell] + F.linear(inputs, context_weight))
-            mean, logstd, logit = F.linear(hcell, head_weight, head_bias).split([5, 5, 1], 2)
+                neighbours = neighbours.reshape(hi - lo, len(NEIGHBOURS), width)
+                inputs = torch.cat([neighbours[..., :_CONTEXT_PER_NEIGHBOUR].flatten(1),
+                                    neighbours[..., _CONTEXT_PER_NEIGHBOUR:].flatten(1), own_colour[lo:hi]], dim=1)
+            else:
+                inputs = neighbours.reshape(hi - lo, -1)
+            hcell = act1(torch.addmm(own_part[lo:hi], inputs, context_t))
+            hcell = act2(torch.addmm(second.bias, hcell, second_t))
+            mean, logstd, logit = torch.addmm(heads_b, hcell, heads_t).split([5, 5, 1], 1)
             logstd = self.where_head.bound_logstd(logstd)  # the depth head's bounds are the same (__init__)
             if sample:
-                z = mean + normal[:, first_cell:last_cell] * torch.exp(logstd)
-                z_pres = torch.sigmoid((logit + logistic[:, first_cell:last_cell]) / tau)
+                z = mean + normal[lo:hi] * torch.exp(logstd)
+                z_pres = torch.sigmoid((logit + logistic[lo:hi]) / tau)
             else:
                 z, z_pres = mean, torch.sigmoid(logit)
             context = [z, z_pres]
             if colours:
-                context.append(self._box_middle_colour(x, z[..., :4], cells))
-            contexts.append(torch.cat(context, dim=2))
+                context.append(self._box_middle_colour(x, z[:, :4], cells))
+            contexts.append(torch.cat(context, dim=1))
             for k, v in zip(outs, (mean, logstd, z, logit, z_pres)):
                 outs[k].append(v)
-        # wavefront order -> raster order
-        mean, logstd, z, logit, z_pres = (torch.cat(v, 1)[:, self.raster_from_wave] for v in outs.values())
+        # (cell, image) rows in wavefront order -> (B, G, ...) in raster order
+        mean, logstd, z, logit, z_pres = (torch.cat(v).reshape(cells_n, b, -1)[self.raster_from_wave].transpose(0, 1)
+                                          for v in outs.values())
         return {"where_mean": mean[..., :4], "where_logstd": logstd[..., :4], "z_where": z[..., :4],
                 "depth_mean": mean[..., 4:], "depth_logstd": logstd[..., 4:], "z_depth": z[..., 4:],
                 "pres_logit": logit[..., 0], "z_pres": z_pres[..., 0]}
 
+    def _neighbour_rows(self, batch: int, device) -> list[torch.Tensor]:
+        """Per wavefront, the rows of the stacked contexts (slot-major, `batch` rows per slot) that
+        hold each (cell, image)'s four neighbours, in that order. Cached per batch size and device."""
+        if torch.jit.is_tracing():  # an export: the batch may be a symbolic size, so no constants of it
+            image = torch.arange(batch, device=device)[None, :, None]
+            return [(slots.to(device)[:, None, :] * batch + image).flatten() for slots in self.wave_neighbour_slots]
+        key = (batch, str(device))
+        if key not in self._neighbour_rows_cache:
+            image = torch.arange(batch)[None, :, None]
+            self._neighbour_rows_cache[key] = [
+                (slots[:, None, :] * batch + image).flatten().to(device) for slots in self.wave_neighbour_slots]
+        return self._neighbour_rows_cache[key]
+
     def _box_middle_colour(self, x: torch.Tensor, z_where: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
-        """(B, n, 3) the input's mean colour over the middle half (each side) of the boxes that
-        z_where (B, n, 4) gives the raster cells `cells`: where the object of the box sits, with
-        little of the background around it. A 4 x 4 bilinear crop, averaged."""
-        b, n = z_where.shape[:2]
-        boxes = self.boxes_from_where(z_where, self.cell_centres[cells]) * z_where.new_tensor([1.0, 1.0, 0.5, 0.5])
-        crops = crop_glimpses(x.repeat_interleave(n, dim=0), boxes.reshape(b * n, 4), 4)
-        return crops.mean((2, 3)).reshape(b, n, 3)
+        """(n * B, 3) the input's mean colour over the middle half (each side) of the boxes that
+        z_where (n * B, 4), rows (cell, image), gives the raster cells `cells` (n,): where the object
+        of the box sits, with little of the background around it. A 4 x 4 bilinear crop, averaged."""
+        b = x.shape[0]
+        centres = self.cell_centres[cells].repeat_interleave(b, dim=0)
+        boxes = self.boxes_from_where(z_where, centres) * z_where.new_tensor([1.0, 1.0, 0.5, 0.5])
+        return crop_glimpses(x.repeat(len(cells), 1, 1, 1), boxes, 4).mean((2, 3))
 
     def boxes_from_where(self, z_where: torch.Tensor, centres: torch.Tensor | None = None) -> torch.Tensor:
         """(B, G, 4) z_where -> (B, G, 4) boxes: centre x, centre y, width, height in model pixels.
