@@ -160,10 +160,14 @@ class SpairConfig:
         return self.z_local if self.split else 0
 
     @property
+    def colour_context_dims(self) -> int:
+        """box_net inputs of context_colour: the neighbours' RGB colours and the cell's own (0 without it)."""
+        return (len(NEIGHBOURS) + 1) * 3 if self.context_colour else 0
+
+    @property
     def cell_context_dims(self) -> int:
         """Inputs of box_net besides the cell's features: the neighbours' latents [+ colours, own colour]."""
-        extra = len(NEIGHBOURS) * 3 + 3 if self.context_colour else 0
-        return len(NEIGHBOURS) * _CONTEXT_PER_NEIGHBOUR + extra
+        return len(NEIGHBOURS) * _CONTEXT_PER_NEIGHBOUR + self.colour_context_dims
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -263,15 +267,12 @@ class SplitSpair(nn.Module):
         """Fine-tuning with context_colour from a checkpoint trained without it: box_net's first
         layer gets zero weights for the colour inputs (they come after the old ones), so the
         fine-tune starts from exactly the checkpoint's model and learns what the colours add."""
-        key = "box_net.0.weight"
-        own = self.box_net[0].weight
+        key, extra = "box_net.0.weight", self.cfg.colour_context_dims
+        rows, columns = self.box_net[0].weight.shape
         old = state.get(key)
-        if old is None or old.dim() != 2 or old.shape[0] != own.shape[0] or old.shape[1] >= own.shape[1]:
-            return state
-        if old.shape[1] != own.shape[1] - (self.cfg.cell_context_dims - len(NEIGHBOURS) * _CONTEXT_PER_NEIGHBOUR):
-            return state  # not the colour inputs: left to the caller's shape check
-        zeros = old.new_zeros(old.shape[0], own.shape[1] - old.shape[1])
-        return {**state, key: torch.cat([old, zeros], dim=1)}
+        if not extra or old is None or tuple(old.shape) != (rows, columns - extra):
+            return state  # nothing to widen, or another shape: left to the caller's shape check
+        return {**state, key: torch.cat([old, old.new_zeros(rows, extra)], dim=1)}
 
     def _build_wavefronts(self, grid: int) -> None:
         """Index tables for infer_cells: which raster cells form each wavefront (2i + j = t), and
@@ -291,8 +292,9 @@ class SplitSpair(nn.Module):
         self.wave_neighbour_slots = slots_per_wave
         ends = np.cumsum([len(c) for c in cells_per_wave]).tolist()
         self.wave_spans = list(zip([0] + ends[:-1], ends))  # each wavefront's cells among the wavefront-ordered ones
-        self.wave_order = torch.tensor(wave_order)
-        self.raster_from_wave = torch.argsort(self.wave_order)
+        # buffers, so that they follow the model to its device: no host-to-device copy per step
+        self.register_buffer("wave_order", torch.tensor(wave_order), persistent=False)
+        self.register_buffer("raster_from_wave", torch.argsort(self.wave_order), persistent=False)
         self._neighbour_rows_cache: dict = {}
 
     # ------------------------------------------------------------------ inference network
@@ -375,14 +377,15 @@ class SplitSpair(nn.Module):
     def _neighbour_rows(self, batch: int, device) -> list[torch.Tensor]:
         """Per wavefront, the rows of the stacked contexts (slot-major, `batch` rows per slot) that
         hold each (cell, image)'s four neighbours, in that order. Cached per batch size and device."""
-        if torch.jit.is_tracing():  # an export: the batch may be a symbolic size, so no constants of it
+        def build():
             image = torch.arange(batch, device=device)[None, :, None]
             return [(slots.to(device)[:, None, :] * batch + image).flatten() for slots in self.wave_neighbour_slots]
+
+        if torch.jit.is_tracing():  # an export: the batch may be a symbolic size, so no constants of it
+            return build()
         key = (batch, str(device))
         if key not in self._neighbour_rows_cache:
-            image = torch.arange(batch)[None, :, None]
-            self._neighbour_rows_cache[key] = [
-                (slots[:, None, :] * batch + image).flatten().to(device) for slots in self.wave_neighbour_slots]
+            self._neighbour_rows_cache[key] = build()
         return self._neighbour_rows_cache[key]
 
     def _box_middle_colour(self, x: torch.Tensor, z_where: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
