@@ -44,18 +44,10 @@ def preprocess(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def default_model_path(name: str, backend: str = "auto") -> Path:
-    """The shipped model file that fits `backend`: the .safetensors checkpoint for torch; for
-    every other backend the ONNX export when present (no torch needed), else the checkpoint."""
-    if backend == "torch":
-        p = WEIGHTS_DIR / f"{name}.safetensors"
-        if p.is_file():
-            return p
-        raise FileNotFoundError(
-            f"no shipped '{name}' checkpoint for the torch backend: {p.name} is not in {WEIGHTS_DIR} "
-            f"(the torch backend runs .safetensors checkpoints; pass one as the path, or use backend "
-            f"'onnxruntime' or 'auto' for the shipped ONNX model)"
-        )
-    for suffix in (".onnx", ".safetensors"):
+    """The shipped model file that fits `backend`: for torch the .safetensors checkpoint when
+    present (a model that shipped as ONNX only is rebuilt from the export); for every other
+    backend the ONNX export when present (no torch needed), else the checkpoint."""
+    for suffix in (".safetensors", ".onnx") if backend == "torch" else (".onnx", ".safetensors"):
         p = WEIGHTS_DIR / f"{name}{suffix}"
         if p.is_file():
             return p

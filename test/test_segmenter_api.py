@@ -160,12 +160,67 @@ def test_onnxruntime_path_never_imports_torch(tiny_detector_files, tiny_segmente
     assert out.stdout.strip() == "False"
 
 
-def test_torch_backend_without_a_shipped_checkpoint_says_so():
-    # the segmenter ships as ONNX only: backend="torch" with no path must say what is missing
+def _monet_with_trained_batchnorm(tmp_path):
+    """A tiny ResNet18 MONet whose BatchNorms are not the identity (as after training), so
+    export really folds them and a wrongly matched conv would change the outputs."""
+    import torch
+    from torch import nn
+
+    from split_perception.models import checkpoint as ckpt
+    from split_perception.models.monet import MODEL_TYPE, Monet, MonetConfig
+
+    from conftest import TINY_MONET
+
+    torch.manual_seed(1)
+    cfg = MonetConfig(**TINY_MONET)
+    model = Monet(cfg)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0.0, 0.3)
+                m.running_mean.normal_(0.0, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+    weights = tmp_path / "bn.safetensors"
+    ckpt.save_checkpoint(weights, model, MODEL_TYPE, cfg)
+    return weights
+
+
+@pytest.mark.parametrize("fp16_weights", [False, True])
+def test_torch_backend_runs_an_onnx_export(tmp_path, fp16_weights):
+    from split_perception.export import export_onnx
+
+    weights = _monet_with_trained_batchnorm(tmp_path)
+    onnx_path = export_onnx(weights, tmp_path / "bn.onnx", fp16_weights=fp16_weights)
+    rebuilt = load_segmenter(onnx_path, backend="torch")
+    assert rebuilt.backend == "torch"
+    # against the checkpoint it came from (fp16 storage rounds the weights: looser) and the file itself
+    reference = load_segmenter(weights, backend="torch") if not fp16_weights else load_segmenter(onnx_path)
+    x = np.random.default_rng(5).random((1, 3, 32, 32), dtype=np.float32)
+    a, b = rebuilt.runner.run(x), reference.runner.run(x)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], atol=1e-4, err_msg=k)
+
+
+def test_torch_backend_refuses_an_onnx_file_it_cannot_rebuild(tiny_detector_files, tmp_path):
+    # the detector's export folds its GroupNorms and transposes its matrices: refused, not guessed
+    with pytest.raises(ValueError, match="differs from the ONNX file"):
+        load_detector(tiny_detector_files[1], backend="torch")
+    truncated = tmp_path / "cut.onnx"
+    truncated.write_bytes(tiny_detector_files[1].read_bytes()[:5000])
+    with pytest.raises(ModelLoadError, match="cut.onnx"):
+        load_detector(truncated, backend="torch")
+
+
+def test_shipped_segmenter_runs_on_the_torch_backend():
+    """The segmenter ships as ONNX only; backend="torch" with no path rebuilds it from the export."""
     from split_perception.preprocessing import WEIGHTS_DIR
 
-    if (WEIGHTS_DIR / "monet_rn18.safetensors").is_file():
-        assert load_segmenter(backend="torch").backend == "torch"
-        return
-    with pytest.raises(FileNotFoundError, match=r"monet_rn18\.safetensors.*torch backend runs \.safetensors"):
-        load_segmenter(backend="torch")
+    pt, ort = load_segmenter(backend="torch"), load_segmenter(backend="onnxruntime")
+    assert pt.backend == "torch" and pt.runner.source.parent == WEIGHTS_DIR
+    img = cv2.resize(scenes.generate(scenes.room_kind_config("room_rich", 64), 0, 0).image, (640, 480))
+    x = np.random.default_rng(6).random((1, 3, 64, 64), dtype=np.float32)
+    a, b = pt.runner.run(x), ort.runner.run(x)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], atol=1e-4, err_msg=k)
+    assert (pt(img).labels == ort(img).labels).mean() > 0.999

@@ -4,7 +4,7 @@ A runner takes a (B, 3, S, S) float32 batch and returns the graph's named output
 arrays. Backends:
 * `tensorrt`: an .engine file, or an .onnx file built into a cached engine for this GPU;
 * `onnxruntime`: an .onnx file (TensorRT EP, then CUDA EP, then CPU EP);
-* `torch`: a .safetensors checkpoint (CUDA when available).
+* `torch`: a .safetensors checkpoint, or a MONet ONNX export rebuilt as a torch model (CUDA when available).
 `auto` on an .onnx file tries TensorRT (fastest, when installed with a GPU) and falls back to
 ONNX Runtime, logging what it picked and why. Only the torch backend imports torch.
 """
@@ -47,7 +47,9 @@ def open_runner(path: Path, backend: str = "auto") -> ModelRunner:
         return _tensorrt_runner(path)
     if suffix == ".onnx":
         if backend == "torch":
-            raise ModelLoadError(f"{path}: the torch backend runs .safetensors checkpoints, not ONNX files")
+            from .torch_runner import TorchRunner
+
+            return TorchRunner(path)  # rebuilt from the export, checked against it
         if backend in ("auto", "tensorrt"):
             reason = tensorrt_unavailable()
             if reason is None:

@@ -1,4 +1,8 @@
-"""PyTorch backend: runs a .safetensors checkpoint's deterministic inference graph (CUDA fp16 when there is a GPU)."""
+"""PyTorch backend: runs a model's deterministic inference graph (CUDA fp16 when there is a GPU).
+
+The model comes from a .safetensors checkpoint, or is rebuilt from an ONNX export
+(models.onnx_import) and checked against that file before it is used.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,6 +11,7 @@ import numpy as np
 import torch
 
 from split_perception.models import checkpoint as ckpt
+from split_perception.models import onnx_import
 from split_perception.models.inference import inference_graph
 
 from . import ModelLoadError
@@ -17,12 +22,16 @@ class TorchRunner:
 
     def __init__(self, path: Path, device: str | None = None):
         self.source = Path(path)
+        from_onnx = self.source.suffix.lower() == ".onnx"
         try:
-            model, cfg, model_type = ckpt.load_checkpoint(path)
-        except ckpt.CheckpointError as e:
+            model, cfg, model_type = onnx_import.model_from_onnx(path) if from_onnx else ckpt.load_checkpoint(path)
+            graph = inference_graph(model).eval()
+            if from_onnx:
+                onnx_import.verify_against_onnx(path, graph, cfg.image_size)
+        except (ckpt.CheckpointError, onnx_import.OnnxImportError) as e:
             raise ModelLoadError(str(e)) from None
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.graph = inference_graph(model).to(self.device).eval()
+        self.graph = graph.to(self.device)
         self.model_type = model_type
         self.metadata = {"model_type": model_type, "input_size": cfg.image_size, "output_names": self.graph.output_names}
 
