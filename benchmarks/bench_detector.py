@@ -12,7 +12,8 @@ so the full model runs), on CUDA when available, else on the CPU:
   batch_extras) with data_workers 0 and 1, and of the model step alone on pre-made batches
   (data cost vs model cost); on CUDA also model steps/s at batch 64.
 
-Every step is the trainer's: Adam(fused=True), clip_grad_norm_(foreach=True). The "old" rows are
+Every step is the trainer's (trainer.make_adam: fused Adam and clip_grad_norm_(foreach=True) over one
+flat parameter tensor when the config trains every parameter from step 0). The "old" rows are
 the model code and config of commit 2375a5c (read with `git show`) trained as its trainer did:
 plain Adam, default clip_grad_norm_, scenes (solid + checkerboard) made in the training thread.
 Timings follow 2 warm-up steps. Inference latency and throughput: benchmarks/bench_runtime.py.
@@ -44,14 +45,31 @@ WARMUP = 2
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+class OldUpdate:
+    """How the BASELINE trainer updated: plain Adam, default clip_grad_norm_, grads set to None."""
+
+    def __init__(self, model: torch.nn.Module, lr: float):
+        self.params = list(model.parameters())
+        self.optimizer = torch.optim.Adam(self.params, lr=lr)
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def clip(self, max_norm: float):
+        return torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+
+    def step(self, lr: float) -> None:
+        self.optimizer.step()
+
+
 @dataclass
 class Setup:
-    """A model and how it is trained: optimizer, clipping, data and per-batch extras."""
+    """A model and how it is trained: update (zero_grad, clip, step), data and per-batch extras."""
 
     name: str
     model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    clip: object  # clip(params, max_norm)
+    update: object  # trainer.AdamStep or OldUpdate
+    lr: float
     max_norm: float
     data: trainer.DataConfig
     extras: object  # batch_extras(x) -> dict, or None
@@ -64,9 +82,8 @@ def new_setup(path: Path) -> tuple[Setup, int]:
     torch.manual_seed(0)
     model = model_cls(run.model).to(DEVICE)
     extras = functools.partial(model_cls.batch_extras, run.model) if hasattr(model_cls, "batch_extras") else None
-    opt = torch.optim.Adam(model.parameters(), lr=run.train.lr, fused=True)
-    clip = functools.partial(torch.nn.utils.clip_grad_norm_, foreach=True)
-    return Setup("new (working tree)", model, opt, clip, run.train.grad_clip, run.data, extras, (0, 1)), run.train.batch_size
+    update = trainer.make_adam(model, run)
+    return Setup("new (working tree)", model, update, run.train.lr, run.train.grad_clip, run.data, extras, (0, 1)), run.train.batch_size
 
 
 def git_show(rev_path: str) -> str:
@@ -88,9 +105,9 @@ def old_setup(path: Path, tmp: Path) -> Setup:
     train = raw.get("train") or {}
     torch.manual_seed(0)
     model = spair.SplitSpair(spair.SpairConfig(**model_cfg)).to(DEVICE)
-    opt = torch.optim.Adam(model.parameters(), lr=train.get("lr", 1e-4))
+    lr = train.get("lr", 1e-4)
     data = ckpt.config_from_dict(trainer.DataConfig, raw.get("data") or {}, "data")
-    return Setup(f"old ({BASELINE})", model, opt, torch.nn.utils.clip_grad_norm_, train.get("grad_clip", 1.0), data, None, (0,))
+    return Setup(f"old ({BASELINE})", model, OldUpdate(model, lr), lr, train.get("grad_clip", 1.0), data, None, (0,))
 
 
 def sync():
@@ -104,10 +121,10 @@ def to_device(x, extras):
 
 def train_step(s: Setup, step: int, x, extras) -> None:
     loss = s.model(x, step=step, **extras)["loss"]
-    s.optimizer.zero_grad(set_to_none=True)
+    s.update.zero_grad()
     loss.backward()
-    s.clip(s.model.parameters(), s.max_norm)
-    s.optimizer.step()
+    s.update.clip(s.max_norm)
+    s.update.step(s.lr)
 
 
 @contextlib.contextmanager
@@ -139,9 +156,9 @@ def op_counts(s: Setup, batch: int) -> list[int]:
     x, e = items[WARMUP]
     out = {}
     forward = aten_calls(lambda: out.update(loss=s.model(x, step=STEP + WARMUP, **e)["loss"]))
-    backward = aten_calls(lambda: (s.optimizer.zero_grad(set_to_none=True), out["loss"].backward()))
-    clip = aten_calls(lambda: s.clip(s.model.parameters(), s.max_norm))
-    return [forward, backward, clip, aten_calls(s.optimizer.step)]
+    backward = aten_calls(lambda: (s.update.zero_grad(), out["loss"].backward()))
+    clip = aten_calls(lambda: s.update.clip(s.max_norm))
+    return [forward, backward, clip, aten_calls(lambda: s.update.step(s.lr))]
 
 
 def images_per_s(s: Setup, batch: int, steps: int, workers: int | None) -> float:

@@ -39,6 +39,7 @@ import yaml
 from split_perception.models import checkpoint as ckpt
 
 from . import dataset, scenes
+from .optimizer_step import AdamStep
 
 
 @dataclass(frozen=True)
@@ -546,9 +547,6 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
 
     _, model_cls = ckpt.model_registry()[run.model_type]
     model = model_cls(run.model).to(device)
-    # fused: one kernel per update instead of ~25 operator calls per parameter tensor
-    # (measured for SPLIT-SPAIR: 744 profiled calls per step fused, 2,662 foreach)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, fused=True)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -572,7 +570,12 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
         if loaded.cfg != run.model:
             raise ValueError(f"{weights}: was trained with another model config; use --fresh or another --out")
         model.load_state_dict(loaded.state_dict())
-        start = int(ckpt.load_optimizer(opt_file, optimizer)["step"])
+        adam = make_adam(model, run, world)
+        try:
+            start = int(ckpt.load_optimizer(opt_file, adam.optimizer)["step"])
+        except ValueError as e:  # a state of another layout (per-tensor vs flat): the weights still count
+            start = int(json.loads(Path(weights).with_suffix(".json").read_text()).get("step", 0))
+            say(f"{opt_file}: {e}; Adam restarts from the step-{start} weights")
         saved = _saved_extras(weights)
         schedule_offset, init_info = int(saved.get("schedule_offset", 0)), saved.get("init")
         torch.manual_seed(tc.seed + rank + start)
@@ -582,6 +585,7 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
                 f"another --out to start over from {init}")
     elif init:
         info = load_init_weights(model, run, Path(init))
+        adam = make_adam(model, run, world)
         schedule_offset = info["step"]
         init_info = {"checkpoint": str(Path(init).resolve()), "step": info["step"]}
         say(f"fine-tuning from {init} (its step {info['step']}; schedules continue from there): weights loaded, "
@@ -589,6 +593,8 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
         if info["differences"]:
             say("  the weights fit, but the model config differs (this config's values are used): "
                 + "; ".join(info["differences"]))
+    else:
+        adam = make_adam(model, run, world)
     ddp_model = model
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
@@ -624,7 +630,7 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
         if init_info:
             extra.update(init=init_info, schedule_offset=schedule_offset)
         ckpt.save_checkpoint(weights, model, run.model_type, run.model, extra)
-        ckpt.save_optimizer(opt_file, optimizer, {"step": step})
+        ckpt.save_optimizer(opt_file, adam.optimizer, {"step": step})
 
     def validate(step: int) -> None:
         if validation is None:
@@ -649,12 +655,10 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
             loss = terms["loss"]
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {float(loss)} at step {step}; last good checkpoint kept in {out}")
-            optimizer.zero_grad(set_to_none=True)
+            adam.zero_grad()
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip, foreach=True)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(tc, step)
-            optimizer.step()
+            grad_norm = adam.clip(tc.grad_clip)
+            adam.step(learning_rate(tc, step))
             steps_since += 1
             if rank == 0 and ((step + 1) % tc.log_every == 0 or step + 1 == tc.steps):
                 now = time.perf_counter()
@@ -682,6 +686,14 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
         if bar:
             bar.close()
     return last
+
+
+def make_adam(model: torch.nn.Module, run: RunConfig, world: int = 1) -> AdamStep:
+    """The trainer's update, made once the weights are loaded (flattening rewires them): flat
+    when every parameter learns from the first step and there is one process (DDP keeps its own
+    per-tensor gradient buckets)."""
+    learns = getattr(type(model), "every_parameter_learns_from_step_0", None)
+    return AdamStep(model, run.train.lr, flat=world == 1 and learns is not None and learns(run.model))
 
 
 def _interrupt(signum, frame):

@@ -23,8 +23,9 @@ def gaussian_kl(mean: torch.Tensor, logstd: torch.Tensor, prior_mean=0.0, prior_
 
 def bernoulli_kl(q: torch.Tensor, p: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """KL(Bern(q) || Bern(p)), elementwise, with probabilities clamped away from 0 and 1."""
-    q = q.clamp(eps, 1 - eps)
-    p = p.clamp(eps, 1 - eps)
+    # hardtanh is clamp with a one-operator backward (clamp's takes about 15 operator calls)
+    q = F.hardtanh(q, eps, 1 - eps)
+    p = F.hardtanh(p, eps, 1 - eps)
     return q * (torch.log(q) - torch.log(p)) + (1 - q) * (torch.log1p(-q) - torch.log1p(-p))
 
 
@@ -110,7 +111,7 @@ def _tent_weights(centre: torch.Tensor, side: torch.Tensor, n_pixels: int, gs: i
     u = (pixels - centre[..., None]) / (side[..., None] / 2)  # glimpse coordinate in [-1, 1]
     p = ((u + 1) * gs - 1) / 2  # the same in glimpse cells
     cells = torch.arange(gs, dtype=centre.dtype, device=centre.device)
-    return torch.clamp(1 - (p[..., None] - cells).abs(), min=0)
+    return F.relu(1 - (p[..., None] - cells).abs())
 
 
 def paste_alphas(alpha: torch.Tensor, boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -157,7 +158,7 @@ class GaussianHead(nn.Module):
         return mean, self.bound_logstd(logstd)
 
     def bound_logstd(self, logstd: torch.Tensor) -> torch.Tensor:
-        return logstd.clamp(min=self.min_logstd, max=2.0)
+        return F.hardtanh(logstd, self.min_logstd, 2.0)  # a clamp with a one-operator backward
 
 
 class DeconvDecoder(nn.Module):

@@ -141,7 +141,9 @@ def save_checkpoint(path: Path, model: torch.nn.Module, model_type: str, config,
     path = Path(path)
     cfg_json = json.dumps(config.to_dict())
     meta = {"format": FORMAT, "model_type": model_type, "config": cfg_json}
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    # a copy each: trained parameters may be views into one flat tensor (training.optimizer_step),
+    # and safetensors refuses tensors that share memory
+    tensors = {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in model.state_dict().items()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
     sidecar = {"format": FORMAT, "model_type": model_type, "config": config.to_dict(), **(extra or {})}
     atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(sidecar, indent=2)))

@@ -278,6 +278,12 @@ class Monet(nn.Module):
         sigma[0] = cfg.sigma_bg
         self.register_buffer("sigma", sigma.view(1, -1, 1, 1, 1), persistent=False)
 
+    @staticmethod
+    def every_parameter_learns_from_step_0(cfg: MonetConfig) -> bool:
+        """One loss through the attention network and the component VAE from the first step (the
+        trainer then updates all parameters as one flat tensor, training.optimizer_step)."""
+        return True
+
     def encode_slots(self, x: torch.Tensor, log_masks: torch.Tensor):
         """Per-slot posterior (B, K, D) means and log-stds, all slots in one batch."""
         b, k = log_masks.shape[:2]

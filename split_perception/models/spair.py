@@ -295,6 +295,9 @@ class SplitSpair(nn.Module):
         # buffers, so that they follow the model to its device: no host-to-device copy per step
         self.register_buffer("wave_order", torch.tensor(wave_order), persistent=False)
         self.register_buffer("raster_from_wave", torch.argsort(self.wave_order), persistent=False)
+        # rows of [where_head (4 means, 4 log-stds); depth_head (mean, log-std); pres_head] in the
+        # order infer_cells' one head matrix uses: [4 where + 1 depth means | their log-stds | logit]
+        self.register_buffer("head_rows", torch.tensor([0, 1, 2, 3, 8, 4, 5, 6, 7, 9, 10]), persistent=False)
         self._neighbour_rows_cache: dict = {}
 
     # ------------------------------------------------------------------ inference network
@@ -327,24 +330,32 @@ class SplitSpair(nn.Module):
         second_t = second.weight.t()
         # the three heads as one matrix, columns [means of z_where, z_depth | their log-stds | presence logit]
         where, depth = self.where_head.linear, self.depth_head.linear
-        heads_t = torch.cat([where.weight[:4], depth.weight[:1], where.weight[4:], depth.weight[1:], self.pres_head.weight]).t()
-        heads_b = torch.cat([where.bias[:4], depth.bias[:1], where.bias[4:], depth.bias[1:], self.pres_head.bias])
+        heads_t = torch.cat([where.weight, depth.weight, self.pres_head.weight])[self.head_rows].t()
+        heads_b = torch.cat([where.bias, depth.bias, self.pres_head.bias])[self.head_rows]
         if sample:
             normal = torch.randn(cells_n * b, 5, dtype=x.dtype, device=x.device)
             u = torch.rand(cells_n * b, 1, dtype=x.dtype, device=x.device).clamp_(1e-6, 1 - 1e-6)
             # presence is a relaxed Bernoulli (binary concrete) sample: sigmoid((logit + logistic noise) / tau)
-            logistic = torch.log(u) - torch.log1p(-u)
-            tau = tau or cfg.tau
+            # divided by tau here, so that each wavefront's sample is one fused add: (logit + noise) / tau
+            inv_tau = 1.0 / (tau or cfg.tau)
+            logistic = (torch.log(u) - torch.log1p(-u)) * inv_tau
         colours = cfg.context_colour
         if colours:  # each cell's own mean colour
             own_colour = rows(F.avg_pool2d(x, cfg.cell_size))
         width = _CONTEXT_PER_NEIGHBOUR + (3 if colours else 0)
-        # computed contexts, wavefront after wavefront, B rows per cell; slot 0 is the zero context of a missing neighbour
-        contexts = [x.new_zeros(b, width)]
-        outs: dict[str, list] = {k: [] for k in ("mean", "logstd", "z", "logit", "z_pres")}
-        for (lo, hi), cells, neighbour_rows in zip(self.wave_spans, self.wave_cells, self._neighbour_rows(b, x.device)):
+        # The contexts of all cells live in one buffer, slot-major (B rows per slot, slot 0 the zero
+        # context of a missing neighbour, slot 1 + k the k-th cell in wavefront order), and each
+        # wavefront writes its block with slice_scatter. Why not a list and a cat per wavefront:
+        # the cat's backward splits the gradient into one slice per earlier wavefront, so the
+        # operator count grew with the square of the wavefront count; a scatter costs the same in
+        # every wavefront (reading rows with an index never saves the buffer, so writing is free).
+        ctx = x.new_zeros((1 + cells_n) * b, width)
+        heads = []
+        # one split instead of a slice per wavefront: a slice's backward fills a zero tensor of the
+        # whole input, the split's is one cat
+        own_parts = own_part.split([(hi - lo) * b for lo, hi in self.wave_spans])
+        for (lo, hi), cells, neighbour_rows, own in zip(self.wave_spans, self.wave_cells, self._neighbour_rows(b, x.device), own_parts):
             lo, hi = lo * b, hi * b
-            ctx = torch.cat(contexts) if len(contexts) > 1 else contexts[0]
             neighbours = ctx[neighbour_rows]  # (n * B * 4, width), rows (cell, image, neighbour)
             if colours:  # after the latents, so that a checkpoint without colours widens with zero columns
                 neighbours = neighbours.reshape(hi - lo, len(NEIGHBOURS), width)
@@ -352,27 +363,35 @@ class SplitSpair(nn.Module):
                                     neighbours[..., _CONTEXT_PER_NEIGHBOUR:].flatten(1), own_colour[lo:hi]], dim=1)
             else:
                 inputs = neighbours.reshape(hi - lo, -1)
-            hcell = act1(torch.addmm(own_part[lo:hi], inputs, context_t))
+            hcell = act1(torch.addmm(own, inputs, context_t))
             hcell = act2(torch.addmm(second.bias, hcell, second_t))
-            mean, logstd, logit = torch.addmm(heads_b, hcell, heads_t).split([5, 5, 1], 1)
+            head = torch.addmm(heads_b, hcell, heads_t)
+            mean, logstd, logit = head.split([5, 5, 1], 1)
             logstd = self.where_head.bound_logstd(logstd)  # the depth head's bounds are the same (__init__)
             if sample:
-                z = mean + normal[lo:hi] * torch.exp(logstd)
-                z_pres = torch.sigmoid((logit + logistic[lo:hi]) / tau)
+                z = torch.addcmul(mean, normal[lo:hi], torch.exp(logstd))
+                z_pres = torch.sigmoid(torch.add(logistic[lo:hi], logit, alpha=inv_tau))
             else:
                 z, z_pres = mean, torch.sigmoid(logit)
             context = [z, z_pres]
             if colours:
                 context.append(self._box_middle_colour(x, z[:, :4], cells))
-            contexts.append(torch.cat(context, dim=1))
-            for k, v in zip(outs, (mean, logstd, z, logit, z_pres)):
-                outs[k].append(v)
-        # (cell, image) rows in wavefront order -> (B, G, ...) in raster order
-        mean, logstd, z, logit, z_pres = (torch.cat(v).reshape(cells_n, b, -1)[self.raster_from_wave].transpose(0, 1)
-                                          for v in outs.values())
-        return {"where_mean": mean[..., :4], "where_logstd": logstd[..., :4], "z_where": z[..., :4],
-                "depth_mean": mean[..., 4:], "depth_logstd": logstd[..., 4:], "z_depth": z[..., 4:],
-                "pres_logit": logit[..., 0], "z_pres": z_pres[..., 0]}
+            ctx[b + lo:b + hi] = torch.cat(context, dim=1)
+            heads.append(head)
+        # (cell, image) rows in wavefront order -> (B, G, ...) in raster order; the samples are the
+        # contexts' first columns
+        def raster(t):
+            return t.reshape(cells_n, b, -1)[self.raster_from_wave].transpose(0, 1)
+
+        mean, logstd, logit = raster(torch.cat(heads)).split([5, 5, 1], -1)
+        logstd = self.where_head.bound_logstd(logstd)
+        z, z_pres = raster(ctx[b:, :_CONTEXT_PER_NEIGHBOUR]).split([5, 1], -1)
+        # splits and squeezes, not slices: a slice's backward fills a zero tensor of the whole input
+        (where_mean, depth_mean), (where_logstd, depth_logstd), (z_where, z_depth) = (
+            t.split([4, 1], -1) for t in (mean, logstd, z))
+        return {"where_mean": where_mean, "where_logstd": where_logstd, "z_where": z_where,
+                "depth_mean": depth_mean, "depth_logstd": depth_logstd, "z_depth": z_depth,
+                "pres_logit": logit.squeeze(-1), "z_pres": z_pres.squeeze(-1)}
 
     def _neighbour_rows(self, batch: int, device) -> list[torch.Tensor]:
         """Per wavefront, the rows of the stacked contexts (slot-major, `batch` rows per slot) that
@@ -443,7 +462,8 @@ class SplitSpair(nn.Module):
         n = self.cfg.image_size
         patch = self.decode_glimpses(z_what, z_local if object_local is None else object_local)  # (B*G, 4, gs, gs)
         canvas = paste_glimpses(patch, boxes.reshape(b * g, 4), n, n).reshape(b, g, 4, n, n)
-        rgb, alpha = canvas[:, :, :3], canvas[:, :, 3:] * z_pres[:, :, None, None, None]
+        rgb, alpha = canvas.split([3, 1], 2)
+        alpha = alpha * z_pres[:, :, None, None, None]
         importance = alpha * torch.sigmoid(-z_depth)[:, :, :, None, None] * 100.0
         weights = importance / (importance.sum(1, keepdim=True) + 1e-5)  # (B, G, 1, H, W)
         fg_alpha = (weights * alpha).sum(1)  # (B, 1, H, W), <= 1
@@ -455,7 +475,8 @@ class SplitSpair(nn.Module):
         """(B, G, A) z_what [+ (B, L) z_l, given to every glimpse] -> (B*G, 4, gs, gs) RGB + alpha in [0, 1]."""
         patch = self._decoded_patches(z_what, z_local)
         if self.cfg.glimpse_colour == "one_hue":
-            patch = torch.cat([one_hue(patch[:, :3], patch[:, 3:]), patch[:, 3:]], dim=1)
+            rgb, alpha = patch.split([3, 1], 1)
+            patch = torch.cat([one_hue(rgb, alpha), alpha], dim=1)
         return patch
 
     def _decoded_patches(self, z_what: torch.Tensor, z_local: torch.Tensor | None) -> torch.Tensor:
@@ -503,6 +524,13 @@ class SplitSpair(nn.Module):
 
     # ------------------------------------------------------------------ training objective
     @staticmethod
+    def every_parameter_learns_from_step_0(cfg: SpairConfig) -> bool:
+        """Whether each step gives every parameter a gradient (the trainer then updates them as one
+        flat tensor, training.optimizer_step): not during the background warm-up, which leaves the
+        object networks without one."""
+        return cfg.bg_warmup_steps == 0
+
+    @staticmethod
     def batch_extras(cfg: SpairConfig, x: torch.Tensor) -> dict:
         """What forward() needs besides x that depends on x alone and has no gradient: the trainer
         computes it in its data workers, off the training thread (the spectral fit is ~2 ms/image)."""
@@ -549,10 +577,9 @@ class SplitSpair(nn.Module):
         recon, background, _ = self.render(z_what, z_local, z_bg, boxes, cells["z_depth"], z_pres, bg_estimate)
         terms["nll_x"] = gaussian_nll(x, recon, cfg.pixel_std)
         terms["kl_what"] = cfg.beta_what * (gaussian_kl(what_mean, what_logstd).sum(-1) * pres_prob).sum(1)
-        terms["kl_where_shift"] = gaussian_kl(cells["where_mean"][..., :2], cells["where_logstd"][..., :2]).sum((1, 2))
-        terms["kl_where_size"] = gaussian_kl(
-            cells["where_mean"][..., 2:], cells["where_logstd"][..., 2:], cfg.size_prior_mean, cfg.size_prior_std
-        ).sum((1, 2))
+        (shift_mean, size_mean), (shift_logstd, size_logstd) = (cells[k].split(2, -1) for k in ("where_mean", "where_logstd"))
+        terms["kl_where_shift"] = gaussian_kl(shift_mean, shift_logstd).sum((1, 2))
+        terms["kl_where_size"] = gaussian_kl(size_mean, size_logstd, cfg.size_prior_mean, cfg.size_prior_std).sum((1, 2))
         terms["kl_depth"] = (gaussian_kl(cells["depth_mean"], cells["depth_logstd"]).sum(-1) * pres_prob).sum(1)
         terms["kl_pres"] = self.pres_kl(pres_prob, cells["z_pres"], step - cfg.bg_warmup_steps)
         return self._summarise(terms, recon, background, boxes, pres_prob)
@@ -584,7 +611,7 @@ def one_hue(rgb: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     l = <rgb, c> / <c, c> per pixel, clamped to [0, 1]. Shading (l) survives; a second hue does not."""
     c = (alpha * rgb).sum((2, 3), keepdim=True) / (alpha.sum((2, 3), keepdim=True) + 1e-6)  # (N, 3, 1, 1)
     brightness = (rgb * c).sum(1, keepdim=True) / ((c * c).sum(1, keepdim=True) + 1e-6)
-    return (brightness * c).clamp(0.0, 1.0)
+    return F.hardtanh(brightness * c, 0.0, 1.0)  # clamp to [0, 1], with a one-operator backward
 
 
 def footprint_overlap_and_colour(x: torch.Tensor, footprints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
