@@ -37,6 +37,7 @@ import torch
 
 from split_perception.models import checkpoint as ckpt
 from split_perception.training import trainer
+from split_perception.training.optimizer_step import AdamStep
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "2375a5c"
@@ -90,24 +91,31 @@ def git_show(rev_path: str) -> str:
     return subprocess.run(["git", "show", rev_path], cwd=ROOT, capture_output=True, text=True, check=True).stdout
 
 
-def old_setup(path: Path, tmp: Path) -> Setup:
-    """The model of commit BASELINE (spair.py + blocks.py as the package old_models) and its config."""
+def old_setup(path: Path, tmp: Path, rev: str = BASELINE) -> Setup:
+    """The model of commit `rev` (spair.py + blocks.py as the package old_models) and its config,
+    updated as that commit's trainer did: BASELINE's plain Adam, later ones fused Adam and
+    clip_grad_norm_(foreach=True) per parameter tensor (before the flat update)."""
     pkg = tmp / "old_models"
     if not pkg.is_dir():
         pkg.mkdir()
         (pkg / "__init__.py").write_text("")
         for name in ("spair.py", "blocks.py"):  # spair.py imports `.blocks`: relative within old_models
-            (pkg / name).write_text(git_show(f"{BASELINE}:split_perception/models/{name}"))
+            (pkg / name).write_text(git_show(f"{rev}:split_perception/models/{name}"))
         sys.path.insert(0, str(tmp))
     spair = importlib.import_module("old_models.spair")
-    raw = trainer.load_yaml(git_show(f"{BASELINE}:{path.resolve().relative_to(ROOT)}"))
+    raw = trainer.load_yaml(git_show(f"{rev}:{path.resolve().relative_to(ROOT)}"))
     model_cfg = {k: v for k, v in raw["model"].items() if k != "type"}
     train = raw.get("train") or {}
     torch.manual_seed(0)
-    model = spair.SplitSpair(spair.SpairConfig(**model_cfg)).to(DEVICE)
+    cfg = spair.SpairConfig(**model_cfg)
+    model = spair.SplitSpair(cfg).to(DEVICE)
     lr = train.get("lr", 1e-4)
     data = ckpt.config_from_dict(trainer.DataConfig, raw.get("data") or {}, "data")
-    return Setup(f"old ({BASELINE})", model, OldUpdate(model, lr), lr, train.get("grad_clip", 1.0), data, None, (0,))
+    if rev == BASELINE:  # scenes made in the training thread, no per-batch extras
+        return Setup(f"old ({rev})", model, OldUpdate(model, lr), lr, train.get("grad_clip", 1.0), data, None, (0,))
+    extras = functools.partial(spair.SplitSpair.batch_extras, cfg) if hasattr(spair.SplitSpair, "batch_extras") else None
+    update = AdamStep(model, lr, flat=False)
+    return Setup(f"old ({rev})", model, update, lr, train.get("grad_clip", 1.0), data, extras, (0, 1))
 
 
 def sync():
@@ -187,15 +195,15 @@ def machine() -> str:
             f"load average {os.getloadavg()[0]:.1f} at start")
 
 
-def bench(path: Path, batch_arg: int | None, steps: int, tmp: Path) -> None:
+def bench(path: Path, batch_arg: int | None, steps: int, tmp: Path, rev: str = BASELINE) -> None:
     new, config_batch = new_setup(path)
     batch = batch_arg or config_batch
     setups = [new]
     try:
-        setups.append(old_setup(path, tmp))
+        setups.append(old_setup(path, tmp, rev))
     except (OSError, subprocess.CalledProcessError, ImportError, KeyError, TypeError, ValueError) as e:
         why = e.stderr.strip() if isinstance(e, subprocess.CalledProcessError) else e
-        print(f"  baseline {BASELINE} unavailable: {why}")
+        print(f"  baseline {rev} unavailable: {why}")
     kind = "SPLIT-SPAIR" if new.model.cfg.split else "SPAIR"
     print(f"\n{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: {kind}, batch {batch}, step {STEP}, "
           f"{steps} timed steps after {WARMUP} warm-up, {DEVICE.type}")
@@ -225,6 +233,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="batch size (default: the config's)")
     ap.add_argument("--steps", type=int, default=30, help="timed steps per figure, after 2 warm-up steps")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's, as train.threads 0)")
+    ap.add_argument("--baseline", default=BASELINE,
+                    help=f"the commit to compare with (default {BASELINE}, the first vectorised model)")
     ap.add_argument("--configs", type=Path, nargs="+",
                     default=[ROOT / "config" / "train_split_spair.yaml", ROOT / "config" / "train_spair.yaml"])
     args = ap.parse_args()
@@ -236,7 +246,7 @@ def main() -> None:
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
         for path in args.configs:
-            bench(path.resolve(), args.batch, args.steps, Path(tmp))
+            bench(path.resolve(), args.batch, args.steps, Path(tmp), args.baseline)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import torch
 from split_perception.models import checkpoint as ckpt
 from split_perception.models.monet import Monet, MonetConfig
 from split_perception.models.spair import MODEL_TYPE, SpairConfig, SplitSpair
-from training.optimizer_step import AdamStep
+from split_perception.training.optimizer_step import AdamStep
 
 TINY_SPAIR = dict(image_size=24, hidden=32, z_what=8, z_local=4, z_bg=4, bg_warmup_steps=0)
 
