@@ -289,9 +289,10 @@ def run_deploy(checkpoint: Path, node: str | None = None, out: Path | None = Non
                     say(f"warning: {e}; placing {out} anyway")
         target = out
         if info is not None:
-            if info.backend == "torch":
-                say(f"error: {info.name} runs the torch backend, which loads .safetensors checkpoints, not ONNX: set its "
-                    f"backend to auto or onnxruntime first (ros2 param set {info.name} backend auto); nothing placed")
+            if info.backend == "torch" and info.model_type == "split_spair":
+                say(f"error: {info.name} runs the torch backend, which runs a detector's .safetensors checkpoint, not "
+                    f"its ONNX export: set its backend to auto or onnxruntime first (ros2 param set {info.name} "
+                    f"backend auto); nothing placed")
                 return EXIT_NOT_PLACED
             if target is None:
                 if not info.model_path:

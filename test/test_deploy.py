@@ -95,7 +95,8 @@ class FakeNode:
         self.closed = True
 
 
-def test_the_command_places_then_asks_the_node_and_says_what_happened(tmp_path, tiny_detector_files, monkeypatch):
+def test_the_command_places_then_asks_the_node_and_says_what_happened(tmp_path, tiny_detector_files, tiny_segmenter_files,
+                                                                       monkeypatch):
     lines = []
     target = tmp_path / "live.onnx"
     # no rclpy: placed at --out, and it says no node was contacted
@@ -115,11 +116,16 @@ def test_the_command_places_then_asks_the_node_and_says_what_happened(tmp_path, 
     node = FakeNode(deploy.NodeInfo("/det", str(target), "auto", "split_spair"), (False, "model load failed: disk on fire"))
     assert deploy.run_deploy(other, node="/det", connect=lambda name: node, say=lines.append) == 3
     assert "disk on fire" in lines[-1]
-    # a node on the torch backend cannot run ONNX: refused before anything is placed
+    # a detector node on the torch backend cannot run its ONNX export: refused before anything is placed
     before = target.read_bytes()
     node = FakeNode(deploy.NodeInfo("/det", str(target), "torch", "split_spair"))
     assert deploy.run_deploy(tiny_detector_files[0], node="/det", connect=lambda name: node, say=lines.append) == 2
     assert "torch backend" in lines[-1] and target.read_bytes() == before and not node.reloaded
+    # a slot node on the torch backend can: it rebuilds a MONet export as a torch model
+    seg_target = tmp_path / "seg.onnx"
+    node = FakeNode(deploy.NodeInfo("/seg", str(seg_target), "torch", "monet"))
+    assert deploy.run_deploy(tiny_segmenter_files[0], node="/seg", connect=lambda name: node, say=lines.append) == 0
+    assert node.reloaded == [str(seg_target)] and seg_target.is_file()
     # a node on the shipped default: the file goes to the per-user models folder, never into the package
     node = FakeNode(deploy.NodeInfo("/ns/det", "", "auto", "split_spair"))
     lines.clear()
