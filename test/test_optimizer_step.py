@@ -99,3 +99,21 @@ def test_resuming_a_run_saved_with_per_tensor_adam_keeps_its_weights(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "Adam restarts from the step-3 weights" in res.stderr, res.stderr[-2000:]
     assert saved_step(out) == 5
+
+
+def test_a_training_step_of_the_shipped_config_stays_within_6000_operator_calls():
+    """Issue 12's launch-count target, counted as benchmarks/bench_detector.py prints it (aten calls
+    on the CPU, nested included: forward, zero_grad + backward, clip, Adam). Deterministic, not timed:
+    it fails when a change adds operators per step, e.g. per-wavefront work or a per-tensor update."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "benchmarks"))
+    try:
+        import bench_detector
+    finally:
+        sys.path.remove(str(root / "benchmarks"))
+    setup, batch = bench_detector.new_setup(root / "config" / "train_split_spair.yaml")
+    counts = bench_detector.op_counts(setup, batch)
+    assert counts[2] + counts[3] < 100, counts  # clip + Adam on one flat tensor
+    assert sum(counts) <= 6000, counts  # measured 5,913 = 2,351 + 3,525 + 28 + 9
