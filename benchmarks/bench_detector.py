@@ -218,11 +218,13 @@ def bench(path: Path, batch_arg: int | None, steps: int, tmp: Path, rev: str = B
         print(f"  {s.name:20}{sum(ops):24d} = {parts}  |  {'':9}{cols}")
     if len(rows) == 2:
         (new_ops, new_r), (old_ops, old_r) = rows
-        old_data = old_r[0]  # the old trainer made scenes in the training thread only
-        ratios = [new_r[0] / old_data, new_r[1] / old_data, new_r[None] / old_r[None]]
+        # a trainer without data workers (BASELINE) made scenes in the training thread only
+        old_w1 = old_r[1] or old_r[0]
+        ratios = [new_r[0] / old_r[0], new_r[1] / old_w1, new_r[None] / old_r[None]]
         parts = " + ".join(f"{n / o:5.2f}" for n, o in zip(new_ops, old_ops))
         print(f"  {'new/old':20}{sum(new_ops) / sum(old_ops):24.2f} = {parts}  |  {'':9}" + "".join(f"{r:10.2f}" for r in ratios))
-        print("  (both new data columns are divided by the old data-in-the-training-thread figure)")
+        if old_r[1] is None:
+            print("  (both new data columns are divided by the old data-in-the-training-thread figure)")
     if DEVICE.type == "cuda":
         for s in setups:
             print(f"  {s.name:20}model alone, batch 64: {images_per_s(s, 64, steps, None) / 64:.2f} steps/s")
