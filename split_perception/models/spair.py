@@ -345,10 +345,10 @@ class SplitSpair(nn.Module):
         width = _CONTEXT_PER_NEIGHBOUR + (3 if colours else 0)
         # The contexts of all cells live in one buffer, slot-major (B rows per slot, slot 0 the zero
         # context of a missing neighbour, slot 1 + k the k-th cell in wavefront order), and each
-        # wavefront writes its block with slice_scatter. Why not a list and a cat per wavefront:
-        # the cat's backward splits the gradient into one slice per earlier wavefront, so the
-        # operator count grew with the square of the wavefront count; a scatter costs the same in
-        # every wavefront (reading rows with an index never saves the buffer, so writing is free).
+        # wavefront writes its block in place. Why not a list and a cat per wavefront: the cat's
+        # backward splits the gradient into one slice per earlier wavefront, so the operator count
+        # grew with the square of the wavefront count; a write costs the same in every wavefront
+        # (and autograd allows it: reading rows by index saves the indices, not the buffer).
         ctx = x.new_zeros((1 + cells_n) * b, width)
         heads = []
         # one split instead of a slice per wavefront: a slice's backward fills a zero tensor of the
