@@ -151,6 +151,23 @@ def test_hot_swap_and_a_corrupt_model_on_swap(seg, models):
     use_model(seg, models.a)
 
 
+def test_backend_switches_to_torch_on_the_same_onnx_file(seg, models):
+    """`ros2 param set ... backend torch`: the MONet export is rebuilt as a torch model, checked
+    against the file and swapped in; the answers stay those of the file."""
+    use_model(seg, models.a)
+    assert seg.set_parameters({"backend": "torch"})[0].successful
+    try:
+        status = seg.status(lambda s: s[2]["backend"] == "torch" and not s[2]["model_error"], 60, since=len(seg.statuses))
+        assert status, f"never served on torch; log:\n{seg.log()}"
+        masks, latents = answer(seg)
+        expected = load_segmenter(models.a)(ROOM)
+        np.testing.assert_array_equal(masks, expected.labels)
+        np.testing.assert_allclose(latents, expected.latents, atol=1e-4)
+    finally:
+        assert seg.set_parameters({"backend": "auto"})[0].successful
+    assert seg.status(lambda s: s[2]["backend"] == "onnxruntime", 60, since=len(seg.statuses))
+
+
 def test_size_changing_and_bad_frames(seg, models):
     use_model(seg, models.a)
     for image in (ROOM, np.repeat(ROOM, 3, 1), ROOM[:5, :40], ROOM[:1, :1], np.tile(ROOM, (6, 8, 1))):

@@ -202,6 +202,15 @@ def test_torch_backend_runs_an_onnx_export(tmp_path, fp16_weights):
         np.testing.assert_allclose(a[k], b[k], atol=1e-4, err_msg=k)
 
 
+def test_torch_backend_runs_an_untrained_export(tiny_segmenter_files):
+    # untrained BatchNorms fold to equal zero biases, which the exporter stores once behind Identity nodes
+    x = np.random.default_rng(8).random((1, 3, 32, 32), dtype=np.float32)
+    a = load_segmenter(tiny_segmenter_files[1], backend="torch").runner.run(x)
+    b = load_segmenter(tiny_segmenter_files[1]).runner.run(x)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], atol=1e-4, err_msg=k)
+
+
 def test_torch_backend_refuses_an_onnx_file_it_cannot_rebuild(tiny_detector_files, tmp_path):
     # the detector's export folds its GroupNorms and transposes its matrices: refused, not guessed
     with pytest.raises(ValueError, match="differs from the ONNX file"):

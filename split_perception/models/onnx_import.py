@@ -6,7 +6,8 @@ in its metadata and most weights under their state-dict names, so the model is r
 the config and the weights copied back. Two things the exporter changed are undone:
 
 * weights stored as float16 (`onnx_weights.store_weights_as_fp16`, name + "__fp16") are read
-  as float32, which is what the ONNX graph computes with;
+  as float32, which is what the ONNX graph computes with; equal constants stored once are found
+  through the Identity nodes that pass them on;
 * a convolution followed by BatchNorm was folded into one convolution with a bias (eval-mode
   constant folding; the folded weights get anonymous names). Such a pair is rebuilt as the
   folded convolution followed by an identity BatchNorm that adds the bias; the pairs are
@@ -61,6 +62,11 @@ def model_from_onnx(path: Path):
         init.name.removesuffix(FP16_SUFFIX): torch.from_numpy(numpy_helper.to_array(init).astype(np.float32))
         for init in proto.graph.initializer
     }
+    # the exporter stores equal constants once (e.g. the zero biases of untrained BatchNorms) and
+    # passes the copies through Identity nodes; graph order puts a chain's source first
+    for node in proto.graph.node:
+        if node.op_type == "Identity" and node.input[0] in weights:
+            weights[node.output[0]] = weights[node.input[0]]
     prefix = "model."  # the inference graphs hold the model as `self.model`
     state = model.state_dict()
     named = {}
@@ -76,11 +82,14 @@ def model_from_onnx(path: Path):
 
 
 def _unfold_conv_batchnorm(path: Path, proto, weights: dict, model: nn.Module) -> None:
-    anonymous = [
-        (weights[node.input[1]], weights[node.input[2]] if len(node.input) > 2 else None)
-        for node in proto.graph.node
-        if node.op_type == "Conv" and not node.input[1].startswith("model.")
-    ]
+    anonymous = []
+    for node in proto.graph.node:
+        if node.op_type == "Conv" and not node.input[1].startswith("model."):
+            stored = [name in weights for name in node.input[1:]]
+            if not all(stored):
+                raise OnnxImportError(f"{path}: convolution {node.name} takes weights the graph computes, not stored "
+                                      f"ones; use the .safetensors checkpoint for the torch backend")
+            anonymous.append((weights[node.input[1]], weights[node.input[2]] if len(node.input) > 2 else None))
     pairs = _conv_batchnorm_pairs(model)
     if len(anonymous) != len(pairs):
         raise OnnxImportError(
