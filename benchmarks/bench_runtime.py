@@ -10,8 +10,8 @@ backend (tensorrt when installed with a GPU, onnxruntime, torch eager) it prints
 * the peak RSS of the process, which runs only that backend (so the onnxruntime and
   tensorrt figures are of processes that never import torch; the child checks that).
 The shipped SPLIT-SPAIR weights are used; both MONet models are randomly initialised at the
-issue's 64 x 64 (RN50* weights are not shipped, the default ships as 32 px ONNX only; speed does
-not depend on the values).
+issue's 64 x 64 with K = 7 (RN50* weights are not shipped, and the ResNet18 default ships as ONNX
+only, without the checkpoint a dynamic-batch export needs; speed does not depend on the values).
 """
 from __future__ import annotations
 
