@@ -211,6 +211,26 @@ def test_torch_backend_runs_an_untrained_export(tiny_segmenter_files):
         np.testing.assert_allclose(a[k], b[k], atol=1e-4, err_msg=k)
 
 
+@pytest.mark.parametrize("attention", ["unet", "resnet50"])
+def test_torch_backend_runs_the_other_monet_exports(tmp_path, attention):
+    """MONet's recurrent U-Net and MONet-RN50* (bottleneck blocks, their own downsample convs)."""
+    import torch
+
+    from split_perception.export import export_onnx
+    from split_perception.models import checkpoint as ckpt
+    from split_perception.models.monet import MODEL_TYPE, Monet, MonetConfig
+
+    torch.manual_seed(0)
+    cfg = MonetConfig(image_size=32, slots=3, attention=attention, unet_channels=(8, 8, 8))
+    weights = tmp_path / f"{attention}.safetensors"
+    ckpt.save_checkpoint(weights, Monet(cfg), MODEL_TYPE, cfg)
+    onnx_path = export_onnx(weights, tmp_path / f"{attention}.onnx")
+    x = np.random.default_rng(9).random((1, 3, 32, 32), dtype=np.float32)
+    a, b = load_segmenter(onnx_path, backend="torch").runner.run(x), load_segmenter(onnx_path).runner.run(x)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], atol=1e-4, err_msg=k)
+
+
 def test_torch_backend_refuses_an_onnx_file_it_cannot_rebuild(tiny_detector_files, tmp_path):
     # the detector's export folds its GroupNorms and transposes its matrices: refused, not guessed
     with pytest.raises(ValueError, match="differs from the ONNX file"):
