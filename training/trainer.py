@@ -565,18 +565,22 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
             else:
                 print(message, file=sys.stderr)
 
-    if resume and weights.is_file() and opt_file.is_file():
+    resuming = resume and weights.is_file() and opt_file.is_file()
+    if resuming:
         loaded, _, _ = ckpt.load_checkpoint(weights, expected_type=run.model_type)
         if loaded.cfg != run.model:
             raise ValueError(f"{weights}: was trained with another model config; use --fresh or another --out")
         model.load_state_dict(loaded.state_dict())
-        adam = make_adam(model, run, world)
+    elif init:
+        info = load_init_weights(model, run, Path(init))
+    adam = make_adam(model, run, world)  # once the weights are in: flattening rewires them
+    if resuming:
+        saved = _saved_extras(weights)
         try:
             start = int(ckpt.load_optimizer(opt_file, adam.optimizer)["step"])
         except ValueError as e:  # a state of another layout (per-tensor vs flat): the weights still count
-            start = int(json.loads(Path(weights).with_suffix(".json").read_text()).get("step", 0))
+            start = int(saved.get("step", 0))
             say(f"{opt_file}: {e}; Adam restarts from the step-{start} weights")
-        saved = _saved_extras(weights)
         schedule_offset, init_info = int(saved.get("schedule_offset", 0)), saved.get("init")
         torch.manual_seed(tc.seed + rank + start)
         say(f"resuming {out} from step {start}")
@@ -584,8 +588,6 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
             say(f"--init {init} ignored: {out} has its own checkpoint (step {start}), which wins; use --fresh or "
                 f"another --out to start over from {init}")
     elif init:
-        info = load_init_weights(model, run, Path(init))
-        adam = make_adam(model, run, world)
         schedule_offset = info["step"]
         init_info = {"checkpoint": str(Path(init).resolve()), "step": info["step"]}
         say(f"fine-tuning from {init} (its step {info['step']}; schedules continue from there): weights loaded, "
@@ -593,8 +595,6 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
         if info["differences"]:
             say("  the weights fit, but the model config differs (this config's values are used): "
                 + "; ".join(info["differences"]))
-    else:
-        adam = make_adam(model, run, world)
     ddp_model = model
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
