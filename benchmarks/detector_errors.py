@@ -1,7 +1,7 @@
 """Where the shipped detector miscounts, and what post-processing would change, through the public API.
 
     python benchmarks/detector_errors.py [--model PATH] [-n 200] [--seed 20000] [--kinds a,b]
-                                         [--sprite-size 18 [--sprite-jitter 2]]
+                                         [--sprite-size 18 [--sprite-jitter 2]] [--sprite-turns]
 
 Runs `load_detector()`'s graph once per validation scene (seed 20000 by default: never the test seed)
 and prints, per test kind:
@@ -81,6 +81,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=20_000, help="20000: validation scenes (the test seed is 10000)")
     ap.add_argument("--sprite-size", type=int, default=0, help="object side in px (default: the test sets' 14 +- 2)")
     ap.add_argument("--sprite-jitter", type=int, default=2, help="with --sprite-size: side drawn from size +- this")
+    ap.add_argument("--sprite-turns", action="store_true",
+                    help="each object turned by a random multiple of 90 degrees (the test sprites are mostly upright digits)")
     ap.add_argument("--kinds", default="", help="comma-separated test kinds (default: all)")
     args = ap.parse_args()
 
@@ -103,6 +105,9 @@ def main() -> None:
         sets = {k: dataclasses.replace(c, sprite_size=args.sprite_size, sprite_size_jitter=args.sprite_jitter)
                 for k, c in sets.items()}
         print(f"object sides {args.sprite_size} +- {args.sprite_jitter} px")
+    if args.sprite_turns:
+        sets = {k: dataclasses.replace(c, sprite_turns=True) for k, c in sets.items()}
+        print("objects turned by random multiples of 90 degrees")
     for name, cfg in sets.items():
         raw, truths = [], []
         for i in range(args.n):

@@ -547,6 +547,22 @@ def test_multi_object_touching_prob_puts_sprites_against_each_other_and_zero_cha
         scenes.MultiObjectConfig(touching_prob=1.5)
 
 
+def test_sprite_turns_make_objects_as_wide_as_tall_and_off_changes_nothing():
+    """The sprite banks are mostly upright digits, so objects are taller than wide unless turned."""
+    def mean_width_and_height(cfg):
+        sides = np.concatenate([np.diff(np.asarray(scenes.generate(cfg, 3, i).boxes).reshape(-1, 2, 2), axis=1)[:, 0]
+                                for i in range(150)])
+        return sides.mean(0)  # (width, height)
+
+    base = dict(min_objects=2, max_objects=4, sprites="varied")
+    upright_w, upright_h = mean_width_and_height(scenes.MultiObjectConfig(**base))
+    turned_w, turned_h = mean_width_and_height(scenes.MultiObjectConfig(sprite_turns=True, **base))
+    assert upright_h > 1.2 * upright_w, (upright_w, upright_h)
+    assert abs(turned_w - turned_h) < 0.06 * turned_h, (turned_w, turned_h)
+    plain, off = scenes.MultiObjectConfig(), scenes.MultiObjectConfig(sprite_turns=False)
+    np.testing.assert_array_equal(scenes.generate(plain, 0, 7).image, scenes.generate(off, 0, 7).image)
+
+
 def test_same_colour_prob_makes_objects_share_colours_that_still_stand_out():
     def shared(p):
         cfg = scenes.room_kind_config("room_rich", same_colour_prob=p, object_shading=0.0, min_objects=3)
