@@ -74,8 +74,8 @@ def suppress_contained(boxes: np.ndarray, fraction: float) -> int:
     return len(kept)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_scene_options(ap: argparse.ArgumentParser) -> None:
+    """The options that choose the model and the validation scenes (shared with detector_turns.py)."""
     ap.add_argument("--model", default=None, help="ONNX export or checkpoint (default: the shipped detector)")
     ap.add_argument("-n", type=int, default=200, help="scenes per test kind")
     ap.add_argument("--seed", type=int, default=20_000, help="20000: validation scenes (the test seed is 10000)")
@@ -84,6 +84,26 @@ def main() -> None:
     ap.add_argument("--sprite-turns", action="store_true",
                     help="each object turned by a random multiple of 90 degrees (the test sprites are mostly upright digits)")
     ap.add_argument("--kinds", default="", help="comma-separated test kinds (default: all)")
+
+
+def chosen_sets(args: argparse.Namespace, size: int) -> dict:
+    """The test kinds' scene configs as the options of add_scene_options change them."""
+    sets = detector_test_sets(size)
+    if args.kinds:
+        sets = {k: sets[k] for k in args.kinds.split(",")}
+    if args.sprite_size:  # the same scenes' kinds with objects of another size: does counting hold up?
+        sets = {k: dataclasses.replace(c, sprite_size=args.sprite_size, sprite_size_jitter=args.sprite_jitter)
+                for k, c in sets.items()}
+        print(f"object sides {args.sprite_size} +- {args.sprite_jitter} px")
+    if args.sprite_turns:
+        sets = {k: dataclasses.replace(c, sprite_turns=True) for k, c in sets.items()}
+        print("objects turned by random multiples of 90 degrees")
+    return sets
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_scene_options(ap)
     args = ap.parse_args()
 
     det = load_detector(args.model)
@@ -98,16 +118,7 @@ def main() -> None:
               "(per 100 scenes) | acc with 0 / 1 / ... objects")
     print(header)
     outputs_by_kind, accs_default = {}, []
-    sets = detector_test_sets(size)
-    if args.kinds:
-        sets = {k: sets[k] for k in args.kinds.split(",")}
-    if args.sprite_size:  # the same scenes' kinds with objects of another size: does counting hold up?
-        sets = {k: dataclasses.replace(c, sprite_size=args.sprite_size, sprite_size_jitter=args.sprite_jitter)
-                for k, c in sets.items()}
-        print(f"object sides {args.sprite_size} +- {args.sprite_jitter} px")
-    if args.sprite_turns:
-        sets = {k: dataclasses.replace(c, sprite_turns=True) for k, c in sets.items()}
-        print("objects turned by random multiples of 90 degrees")
+    sets = chosen_sets(args, size)
     for name, cfg in sets.items():
         raw, truths = [], []
         for i in range(args.n):

@@ -1,6 +1,6 @@
 """Does the detector count the same scene the same way when it is mirrored or turned by 90 degrees?
 
-    python benchmarks/detector_turns.py [--model PATH] [-n 200] [--seed 20000] [--sprite-size 14]
+    python benchmarks/detector_turns.py [--model PATH] [-n 200] [--seed 20000] [--sprite-size 14] [--sprite-turns]
 
 Runs `load_detector()` on each validation scene (seed 20000 by default: never the test seed 10000)
 in the eight orientations of the square (identity, left-right and up-down mirrors, both, and the
@@ -13,7 +13,6 @@ much a perfect choice among them could gain.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections import Counter
 from pathlib import Path
@@ -22,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from detector_errors import add_scene_options, chosen_sets  # noqa: E402  (this folder)
 from split_perception.detector import load_detector  # noqa: E402
 from training import scenes  # noqa: E402
-from training.evaluate import detector_test_sets  # noqa: E402
 
 # (transpose, mirror left-right, mirror up-down); the first is the frame as it is
 ORIENTATIONS = [(t, h, v) for t in (False, True) for h, v in ((False, False), (True, False), (False, True), (True, True))]
@@ -47,19 +46,11 @@ def vote(counts: list[int]) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help="ONNX export or checkpoint (default: the shipped detector)")
-    ap.add_argument("-n", type=int, default=200, help="scenes per test kind")
-    ap.add_argument("--seed", type=int, default=20_000, help="20000: validation scenes (the test seed is 10000)")
-    ap.add_argument("--sprite-size", type=int, default=0, help="object side in px (default: the test sets' 14 +- 2)")
-    ap.add_argument("--kinds", default="", help="comma-separated test kinds (default: all)")
+    add_scene_options(ap)
     args = ap.parse_args()
 
     det = load_detector(args.model)
-    sets = detector_test_sets(det.input_size)
-    if args.kinds:
-        sets = {k: sets[k] for k in args.kinds.split(",")}
-    if args.sprite_size:
-        sets = {k: dataclasses.replace(c, sprite_size=args.sprite_size) for k, c in sets.items()}
+    sets = chosen_sets(args, det.input_size)
     names = ["as is", "mirror lr", "mirror ud", "both", "turned", "turned lr", "turned ud", "turned both"]
     print(f"model {det.runner.source}, {args.n} scenes per kind, seed {args.seed}")
     print(f"{'kind':22s} " + " ".join(f"{n:>11s}" for n in names) + f" {'vote 4':>7s} {'vote 8':>7s} {'oracle':>7s}")
