@@ -63,6 +63,8 @@ def export_onnx(checkpoint: Path, out: Path, dynamic_batch: bool = False, opset:
             "checkpoint_sha256": file_sha256(checkpoint),
             "opset": str(opset),
         }
+        if hasattr(graph, "max_objects"):  # SPLIT-SPAIR: cells beyond the most present are not decoded
+            meta["max_objects"] = json.dumps(graph.max_objects)
         if fp16_weights:
             store_weights_as_fp16(proto)
             meta["weights_storage"] = "float16, cast to float32 at load"

@@ -426,3 +426,41 @@ def test_export_with_a_symbolic_batch_equals_torch_at_another_batch(tmp_path, co
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     for e, g in zip(expected, got):
         np.testing.assert_allclose(g, e.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_inference_decodes_only_the_most_present_cells_and_gives_them_the_full_values():
+    """SpairInference(max_objects=K) encodes and decodes K glimpses, not one per cell: the K cells
+    of highest presence get what every cell gets from the per-cell computation (the old
+    graph), the other cells report presence 0, their window as box and zeros."""
+    from split_perception.models.spair import SpairInference, footprint_overlap_and_colour, paste_alphas, shuffle_patches
+
+    torch.manual_seed(0)
+    model = SplitSpair(SpairConfig(cell_size=8, pres_init_bias=0.0, **TINY)).eval()
+    x = torch.rand(2, 3, 48, 48)
+    k = 5
+    with torch.no_grad():
+        boxes, scores, what, depth, _, _, overlap, colour = SpairInference(model, max_objects=k)(x)
+        cells = model.infer_cells(x, sample=False)
+        windows = model.boxes_from_where(cells["where_mean"])
+        every_what, _, _ = model.encode_what(x, windows, sample=False)
+        z_local, _ = model.local_head(model.local_encoder(shuffle_patches(x, 4, model.inference_perm)))
+        alpha = model.glimpse_alphas(every_what, z_local)
+        every_overlap, every_colour = footprint_overlap_and_colour(x, paste_alphas(alpha, windows, 48, 48))
+        every_box = model.object_boxes(windows, every_what, z_local, alpha)
+    presence = torch.sigmoid(cells["pres_logit"])
+    for i in range(2):
+        top = presence[i].topk(k).indices
+        rest = torch.tensor([c for c in range(36) if c not in top.tolist()])
+        exact = dict(rtol=0, atol=0)
+        close = dict(rtol=1e-5, atol=1e-6)  # convolutions over 5 glimpses instead of 36 round differently
+        torch.testing.assert_close(scores[i, top], presence[i, top], **exact)
+        torch.testing.assert_close(boxes[i, top], every_box[i, top], **close)
+        torch.testing.assert_close(what[i, top], every_what[i, top], **close)
+        torch.testing.assert_close(colour[i, top], every_colour[i, top], **close)
+        torch.testing.assert_close(overlap[i][top][:, top], every_overlap[i][top][:, top], **close)
+        assert (scores[i, rest] == 0).all() and (what[i, rest] == 0).all() and (colour[i, rest] == 0).all()
+        assert (overlap[i, rest] == 0).all() and (overlap[i][:, rest] == 0).all()
+        torch.testing.assert_close(boxes[i, rest], windows[i, rest], **exact)
+        torch.testing.assert_close(depth[i], cells["depth_mean"][i, :, 0], **exact)
+    with pytest.raises(ValueError, match="max_objects"):
+        SpairInference(model, max_objects=0)

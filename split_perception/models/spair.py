@@ -217,6 +217,10 @@ def annealed_rho(cfg: SpairConfig, step: int) -> float:
     return math.exp((1 - frac) * math.log(cfg.count_prior_start) + frac * math.log(cfg.count_prior_end))
 
 
+# SpairInference reports at most this many objects per frame: the cells beyond them are not decoded
+MAX_REPORTED_OBJECTS = 16
+
+
 class SplitSpair(nn.Module):
     def __init__(self, cfg: SpairConfig):
         super().__init__()
@@ -641,11 +645,20 @@ class SpairInference(nn.Module):
         scores (B, G) presence probability
         what (B, G, A), depth (B, G), background (B, Zbg)[, local (B, L) when split]
         overlap (B, G, G), colour (B, G, 3): footprint_overlap_and_colour of the glimpses
+
+    Only the `max_objects` cells with the highest presence are encoded and decoded (their glimpses
+    are 40% of the graph's time: docs/RESULTS.md, "Inference"); the other cells report presence 0,
+    their window as box, and zeros for what, overlap and colour. The cells are chosen by presence
+    alone, which does not depend on the glimpses, so every reported cell has the values a graph
+    decoding every cell gives it (the same detections: docs/RESULTS.md).
     """
 
-    def __init__(self, model: SplitSpair):
+    def __init__(self, model: SplitSpair, max_objects: int = MAX_REPORTED_OBJECTS):
         super().__init__()
+        if max_objects < 1:
+            raise ValueError(f"max_objects must be >= 1, got {max_objects}")
         self.model = model.eval()
+        self.max_objects = min(max_objects, model.cfg.grid ** 2)
 
     @property
     def output_names(self) -> list[str]:
@@ -655,7 +668,14 @@ class SpairInference(nn.Module):
     def forward(self, x: torch.Tensor):
         m = self.model
         cells = m.infer_cells(x, sample=False)
-        boxes = m.boxes_from_where(cells["where_mean"])
+        windows = m.boxes_from_where(cells["where_mean"])
+        presence = torch.sigmoid(cells["pres_logit"])
+        # pick (B, K, G) and its transpose put (B, G, K): one-hot matrices, so choosing the K cells
+        # and writing their results back are exact matrix products (MatMul in ONNX and TensorRT)
+        chosen = presence.topk(self.max_objects, dim=1).indices
+        pick = (chosen[..., None] == torch.arange(presence.shape[1], device=x.device)).to(x.dtype)
+        put = pick.transpose(1, 2)
+        boxes = pick @ windows
         what_mean, _, _ = m.encode_what(x, boxes, sample=False)
         bg_mean, _ = m.bg_head(m.bg_encoder(x))
         l_mean = None
@@ -664,6 +684,7 @@ class SpairInference(nn.Module):
         alpha = m.glimpse_alphas(what_mean, l_mean)
         n = m.cfg.image_size
         overlap, colour = footprint_overlap_and_colour(x, paste_alphas(alpha, boxes, n, n))
-        boxes = m.object_boxes(boxes, what_mean, l_mean, alpha)
-        outs = (boxes, torch.sigmoid(cells["pres_logit"]), what_mean, cells["depth_mean"][..., 0], bg_mean)
-        return (outs if l_mean is None else outs + (l_mean,)) + (overlap, colour)
+        reported = pick.sum(1)  # (B, G): 1 for the chosen cells, else 0
+        boxes = windows * (1 - reported)[..., None] + put @ m.object_boxes(boxes, what_mean, l_mean, alpha)
+        outs = (boxes, presence * reported, put @ what_mean, cells["depth_mean"][..., 0], bg_mean)
+        return (outs if l_mean is None else outs + (l_mean,)) + (put @ overlap @ pick, put @ colour)
