@@ -17,6 +17,12 @@ flat parameter tensor when the config trains every parameter from step 0). The "
 the model code and config of commit 2375a5c (read with `git show`) trained as its trainer did:
 plain Adam, default clip_grad_norm_, scenes (solid + checkerboard) made in the training thread.
 Timings follow 2 warm-up steps. Inference latency and throughput: benchmarks/bench_runtime.py.
+
+Each row runs in its own process, so that each sets the CPU's denormal mode as its trainer did
+before any thread exists (train.flush_denormals: on in the new trainer, absent in the old). A
+randomly initialised model draws few denormal floats; a trained one many (the gradients of absent
+objects' glimpses), so for config/train_split_spair.yaml two more rows time the shipped weights
+(what a user fine-tunes), with flush_denormals on and off (--no-trained skips them).
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ import argparse
 import contextlib
 import functools
 import importlib
+import multiprocessing
 import os
 import platform
 import subprocess
@@ -77,14 +84,16 @@ class Setup:
     workers: tuple[int, ...]  # data_workers settings its trainer offers
 
 
-def new_setup(path: Path) -> tuple[Setup, int]:
+def new_setup(path: Path, weights: Path | None = None, name: str = "new (working tree)") -> tuple[Setup, int]:
     run = trainer.load_run_config(path)
     model_cls = ckpt.model_registry()[run.model_type][1]
     torch.manual_seed(0)
     model = model_cls(run.model).to(DEVICE)
+    if weights is not None:
+        trainer.load_init_weights(model, run, weights)
     extras = functools.partial(model_cls.batch_extras, run.model) if hasattr(model_cls, "batch_extras") else None
     update = trainer.make_adam(model, run)
-    return Setup("new (working tree)", model, update, run.train.lr, run.train.grad_clip, run.data, extras, (0, 1)), run.train.batch_size
+    return Setup(name, model, update, run.train.lr, run.train.grad_clip, run.data, extras, (0, 1)), run.train.batch_size
 
 
 def git_show(rev_path: str) -> str:
@@ -195,39 +204,99 @@ def machine() -> str:
             f"load average {os.getloadavg()[0]:.1f} at start")
 
 
-def bench(path: Path, batch_arg: int | None, steps: int, tmp: Path, rev: str = BASELINE) -> None:
-    new, config_batch = new_setup(path)
-    batch = batch_arg or config_batch
-    setups = [new]
+@dataclass(frozen=True)
+class Row:
+    """One row of the table, measured in a process of its own."""
+
+    kind: str  # "new" or "old"
+    name: str
+    flush_denormals: bool
+    weights: Path | None = None
+
+
+def measure_row(row: Row, path: Path, batch_arg: int | None, steps: int, tmp: Path, rev: str, threads: int) -> dict:
+    if row.flush_denormals:
+        torch.set_flush_denormal(True)  # first, as the trainer: threads made later inherit it
+    if threads:
+        torch.set_num_threads(threads)
+    if DEVICE.type == "cuda":  # as the trainer does
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if row.kind == "new":
+        s, config_batch = new_setup(path, row.weights, row.name)
+    else:
+        s, config_batch = old_setup(path, tmp, rev), None
+    batch = batch_arg or config_batch or 16
+    result = {"name": s.name, "batch": batch, "split": bool(getattr(s.model.cfg, "split", False)), "machine": machine()}
+    result["ops"] = op_counts(s, batch)
+    result["rates"] = {w: images_per_s(s, batch, steps, w) if w is None or w in s.workers else None for w in (0, 1, None)}
+    if DEVICE.type == "cuda":
+        result["batch64_steps_per_s"] = images_per_s(s, 64, steps, None) / 64
+    return result
+
+
+def _row_process(queue, *args) -> None:
     try:
-        setups.append(old_setup(path, tmp, rev))
+        queue.put(measure_row(*args))
     except (OSError, subprocess.CalledProcessError, ImportError, KeyError, TypeError, ValueError) as e:
         why = e.stderr.strip() if isinstance(e, subprocess.CalledProcessError) else e
-        print(f"  baseline {rev} unavailable: {why}")
-    kind = "SPLIT-SPAIR" if new.model.cfg.split else "SPAIR"
-    print(f"\n{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: {kind}, batch {batch}, step {STEP}, "
-          f"{steps} timed steps after {WARMUP} warm-up, {DEVICE.type}")
-    print(f"  {'':20}{'aten calls/step = forward + backward + clip + optimizer':>58}  |  images/s: data w0   data w1   model alone")
-    rows = []
-    for s in setups:
-        ops = op_counts(s, batch)
-        rates = {w: images_per_s(s, batch, steps, w) if w is None or w in s.workers else None for w in (0, 1, None)}
-        rows.append((ops, rates))
-        parts = " + ".join(f"{n:5d}" for n in ops)
-        cols = "".join(f"{r:10.1f}" if r else f"{'-':>10}" for r in rates.values())
-        print(f"  {s.name:20}{sum(ops):24d} = {parts}  |  {'':9}{cols}")
-    if len(rows) == 2:
-        (new_ops, new_r), (old_ops, old_r) = rows
+        queue.put({"error": str(why)})
+
+
+def run_row(*args) -> dict:
+    """measure_row in a fresh process (spawned: no thread pool inherited); not a Pool worker, so
+    that the row's own data worker processes can start."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_row_process, args=(queue, *args))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def print_row(name: str, ops: list[int], rates: dict) -> None:
+    parts = " + ".join(f"{n:5d}" for n in ops)
+    cols = "".join(f"{r:10.1f}" if r else f"{'-':>10}" for r in rates.values())
+    print(f"  {name:36}{sum(ops):8d} = {parts}  |  {'':9}{cols}")
+
+
+def bench(path: Path, batch_arg: int | None, steps: int, tmp: Path, rev: str = BASELINE, threads: int = 0,
+          trained: Path | None = None) -> None:
+    rows = [Row("new", "new (working tree)", True), Row("old", f"old ({rev})", False)]
+    if trained is not None:
+        rows += [Row("new", "new, shipped weights", True, trained),
+                 Row("new", "new, shipped weights, no flush", False, trained)]
+    results = []
+    for row in rows:
+        r = run_row(row, path, batch_arg, steps, tmp, rev, threads)
+        if "error" in r:
+            print(f"  {row.name} unavailable: {r['error']}")
+            continue
+        if not results:
+            print(f"machine: {r['machine']}")
+            print(f"\n{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: {'SPLIT-SPAIR' if r['split'] else 'SPAIR'}, "
+                  f"batch {r['batch']}, step {STEP}, {steps} timed steps after {WARMUP} warm-up, {DEVICE.type}")
+            print(f"  {'':36}{'aten calls/step = forward + backward + clip + optimizer':>42}  |  images/s: data w0   data w1   model alone")
+        print_row(r["name"], r["ops"], r["rates"])
+        results.append(r)
+    by_name = {r["name"]: r for r in results}
+    new, old = by_name.get("new (working tree)"), by_name.get(f"old ({rev})")
+    if new and old:
         # a trainer without data workers (BASELINE) made scenes in the training thread only
-        old_w1 = old_r[1] or old_r[0]
-        ratios = [new_r[0] / old_r[0], new_r[1] / old_w1, new_r[None] / old_r[None]]
-        parts = " + ".join(f"{n / o:5.2f}" for n, o in zip(new_ops, old_ops))
-        print(f"  {'new/old':20}{sum(new_ops) / sum(old_ops):24.2f} = {parts}  |  {'':9}" + "".join(f"{r:10.2f}" for r in ratios))
-        if old_r[1] is None:
+        old_w1 = old["rates"][1] or old["rates"][0]
+        ratios = [new["rates"][0] / old["rates"][0], new["rates"][1] / old_w1, new["rates"][None] / old["rates"][None]]
+        parts = " + ".join(f"{n / o:5.2f}" for n, o in zip(new["ops"], old["ops"]))
+        print(f"  {'new/old':36}{sum(new['ops']) / sum(old['ops']):8.2f} = {parts}  |  {'':9}" + "".join(f"{x:10.2f}" for x in ratios))
+        if old["rates"][1] is None:
             print("  (both new data columns are divided by the old data-in-the-training-thread figure)")
-    if DEVICE.type == "cuda":
-        for s in setups:
-            print(f"  {s.name:20}model alone, batch 64: {images_per_s(s, 64, steps, None) / 64:.2f} steps/s")
+    on, off = by_name.get("new, shipped weights"), by_name.get("new, shipped weights, no flush")
+    if on and off:
+        print(f"  {'shipped weights: flush / no flush':36}{'':8}   {'':35}  |  {'':9}"
+              + "".join(f"{a / b:10.2f}" if a and b else f"{'-':>10}" for a, b in zip(on["rates"].values(), off["rates"].values())))
+    for r in results:
+        if "batch64_steps_per_s" in r:
+            print(f"  {r['name']:36}model alone, batch 64: {r['batch64_steps_per_s']:.2f} steps/s")
 
 
 def main() -> None:
@@ -239,16 +308,14 @@ def main() -> None:
                     help=f"the commit to compare with (default {BASELINE}, the first vectorised model)")
     ap.add_argument("--configs", type=Path, nargs="+",
                     default=[ROOT / "config" / "train_split_spair.yaml", ROOT / "config" / "train_spair.yaml"])
+    ap.add_argument("--no-trained", action="store_true", help="skip the shipped-weights rows")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if DEVICE.type == "cuda":  # as the trainer does
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    print(f"machine: {machine()}")
+    shipped_config = (ROOT / "config" / "train_split_spair.yaml").resolve()
     with tempfile.TemporaryDirectory() as tmp:
         for path in args.configs:
-            bench(path.resolve(), args.batch, args.steps, Path(tmp), args.baseline)
+            path = path.resolve()
+            trained = None if args.no_trained or path != shipped_config else ROOT / "split_perception" / "weights" / "split_spair.safetensors"
+            bench(path, args.batch, args.steps, Path(tmp), args.baseline, args.threads, trained)
 
 
 if __name__ == "__main__":
