@@ -21,8 +21,9 @@ Timings follow 2 warm-up steps. Inference latency and throughput: benchmarks/ben
 Each row runs in its own process, so that each sets the CPU's denormal mode as its trainer did
 before any thread exists (train.flush_denormals: on in the new trainer, absent in the old). A
 randomly initialised model draws few denormal floats; a trained one many (the gradients of absent
-objects' glimpses), so for config/train_split_spair.yaml two more rows time the shipped weights
-(what a user fine-tunes), with flush_denormals on and off (--no-trained skips them).
+objects' glimpses), so for config/train_split_spair.yaml three more rows time trained weights:
+the shipped ones (what a user fine-tunes) with flush_denormals on and off, and the old model with
+the weights its commit shipped (--no-trained skips them).
 """
 from __future__ import annotations
 
@@ -100,16 +101,18 @@ def git_show(rev_path: str) -> str:
     return subprocess.run(["git", "show", rev_path], cwd=ROOT, capture_output=True, text=True, check=True).stdout
 
 
-def old_setup(path: Path, tmp: Path, rev: str = BASELINE) -> Setup:
+def old_setup(path: Path, tmp: Path, rev: str = BASELINE, shipped_weights: bool = False, name: str = "") -> Setup:
     """The model of commit `rev` (spair.py + blocks.py as the package old_models) and its config,
     updated as that commit's trainer did: BASELINE's plain Adam, later ones fused Adam and
-    clip_grad_norm_(foreach=True) per parameter tensor (before the flat update)."""
+    clip_grad_norm_(foreach=True) per parameter tensor (before the flat update). shipped_weights:
+    with the weights that commit shipped (split_perception/weights/split_spair.safetensors)."""
     pkg = tmp / "old_models"
     if not pkg.is_dir():
         pkg.mkdir()
         (pkg / "__init__.py").write_text("")
-        for name in ("spair.py", "blocks.py"):  # spair.py imports `.blocks`: relative within old_models
-            (pkg / name).write_text(git_show(f"{rev}:split_perception/models/{name}"))
+        for module in ("spair.py", "blocks.py"):  # spair.py imports `.blocks`: relative within old_models
+            (pkg / module).write_text(git_show(f"{rev}:split_perception/models/{module}"))
+    if str(tmp) not in sys.path:  # each row's process imports it anew
         sys.path.insert(0, str(tmp))
     spair = importlib.import_module("old_models.spair")
     raw = trainer.load_yaml(git_show(f"{rev}:{path.resolve().relative_to(ROOT)}"))
@@ -118,13 +121,20 @@ def old_setup(path: Path, tmp: Path, rev: str = BASELINE) -> Setup:
     torch.manual_seed(0)
     cfg = spair.SpairConfig(**model_cfg)
     model = spair.SplitSpair(cfg).to(DEVICE)
+    if shipped_weights:
+        from safetensors.torch import load as load_safetensors
+
+        blob = subprocess.run(["git", "show", f"{rev}:split_perception/weights/split_spair.safetensors"], cwd=ROOT,
+                              capture_output=True, check=True).stdout
+        model.load_state_dict(load_safetensors(blob))
     lr = train.get("lr", 1e-4)
+    name = name or f"old ({rev})"
     data = ckpt.config_from_dict(trainer.DataConfig, raw.get("data") or {}, "data")
     if rev == BASELINE:  # scenes made in the training thread, no per-batch extras
-        return Setup(f"old ({rev})", model, OldUpdate(model, lr), lr, train.get("grad_clip", 1.0), data, None, (0,))
+        return Setup(name, model, OldUpdate(model, lr), lr, train.get("grad_clip", 1.0), data, None, (0,))
     extras = functools.partial(spair.SplitSpair.batch_extras, cfg) if hasattr(spair.SplitSpair, "batch_extras") else None
     update = AdamStep(model, lr, flat=False)
-    return Setup(f"old ({rev})", model, update, lr, train.get("grad_clip", 1.0), data, extras, (0, 1))
+    return Setup(name, model, update, lr, train.get("grad_clip", 1.0), data, extras, (0, 1))
 
 
 def sync():
@@ -211,7 +221,8 @@ class Row:
     kind: str  # "new" or "old"
     name: str
     flush_denormals: bool
-    weights: Path | None = None
+    weights: Path | None = None  # new: a checkpoint to load
+    old_shipped_weights: bool = False  # old: the weights its commit shipped
 
 
 def measure_row(row: Row, path: Path, batch_arg: int | None, steps: int, tmp: Path, rev: str, threads: int) -> dict:
@@ -225,7 +236,7 @@ def measure_row(row: Row, path: Path, batch_arg: int | None, steps: int, tmp: Pa
     if row.kind == "new":
         s, config_batch = new_setup(path, row.weights, row.name)
     else:
-        s, config_batch = old_setup(path, tmp, rev), None
+        s, config_batch = old_setup(path, tmp, rev, row.old_shipped_weights, row.name), None
     batch = batch_arg or config_batch or 16
     result = {"name": s.name, "batch": batch, "split": bool(getattr(s.model.cfg, "split", False)), "machine": machine()}
     result["ops"] = op_counts(s, batch)
@@ -266,7 +277,8 @@ def bench(path: Path, batch_arg: int | None, steps: int, tmp: Path, rev: str = B
     rows = [Row("new", "new (working tree)", True), Row("old", f"old ({rev})", False)]
     if trained is not None:
         rows += [Row("new", "new, shipped weights", True, trained),
-                 Row("new", "new, shipped weights, no flush", False, trained)]
+                 Row("new", "new, shipped weights, no flush", False, trained),
+                 Row("old", f"old ({rev}), its shipped weights", False, old_shipped_weights=True)]
     results = []
     for row in rows:
         r = run_row(row, path, batch_arg, steps, tmp, rev, threads)
@@ -291,9 +303,11 @@ def bench(path: Path, batch_arg: int | None, steps: int, tmp: Path, rev: str = B
         if old["rates"][1] is None:
             print("  (both new data columns are divided by the old data-in-the-training-thread figure)")
     on, off = by_name.get("new, shipped weights"), by_name.get("new, shipped weights, no flush")
-    if on and off:
-        print(f"  {'shipped weights: flush / no flush':36}{'':8}   {'':35}  |  {'':9}"
-              + "".join(f"{a / b:10.2f}" if a and b else f"{'-':>10}" for a, b in zip(on["rates"].values(), off["rates"].values())))
+    old_trained = by_name.get(f"old ({rev}), its shipped weights")
+    for label, a, b in [("shipped weights: flush / no flush", on, off), ("shipped weights: new / old", on, old_trained)]:
+        if a and b:
+            print(f"  {label:36}{'':8}   {'':35}  |  {'':9}"
+                  + "".join(f"{x / y:10.2f}" if x and y else f"{'-':>10}" for x, y in zip(a["rates"].values(), b["rates"].values())))
     for r in results:
         if "batch64_steps_per_s" in r:
             print(f"  {r['name']:36}model alone, batch 64: {r['batch64_steps_per_s']:.2f} steps/s")
