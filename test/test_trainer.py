@@ -129,3 +129,27 @@ def test_multi_object_data_settings_reach_every_scene_config():
     for c in configs:
         assert (c.touching_prob, c.min_visible_fraction, c.sprites) == (0.5, 0.4, "varied_parts")
         assert (c.min_objects, c.max_objects, c.sprite_size_jitter) == (2, 6, 3)  # the shipped recipe (stages 4-5)
+
+
+FLUSH_PROBE = """
+import sys, torch
+from pathlib import Path
+from split_perception.training.trainer import train_from_config
+train_from_config(Path(sys.argv[1]), overrides=sys.argv[3:], out_dir=sys.argv[2])
+# 1e-30 * 1e-10 is denormal in float32: count the products that were not flushed, over a tensor
+# large enough for torch to split the multiplication among its threads
+print(int((torch.full((1_000_000,), 1e-30) * 1e-10).count_nonzero()))
+"""
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_training_flushes_denormal_floats_in_every_torch_thread(tmp_path, flush):
+    """train.flush_denormals: a trained model's absent glimpses get denormal gradients, slow on x86;
+    the trainer must set the flush before torch's threads exist, or only the main thread gets it."""
+    sets = [kv for kv in TINY if not kv.startswith("train.threads")] + [
+        "train.threads=2", "train.steps=1", f"train.flush_denormals={str(flush).lower()}"]
+    res = subprocess.run([sys.executable, "-c", FLUSH_PROBE, str(ROOT / "config" / "train_split_spair.yaml"),
+                          str(tmp_path / "run"), *sets], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    not_flushed = int(res.stdout.strip().splitlines()[-1])
+    assert not_flushed == (0 if flush else 1_000_000)

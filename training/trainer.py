@@ -542,7 +542,9 @@ def _distributed() -> tuple[int, int, int]:
 
 def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path | None = None) -> dict:
     """Train until run.train.steps; returns the last logged terms. `init`: a checkpoint whose
-    weights a new run starts from (fine-tuning); ignored when the run folder is resumed."""
+    weights a new run starts from (fine-tuning); ignored when the run folder is resumed.
+    With train.flush_denormals (the default) the calling process treats denormal floats as zero
+    from then on, in every thread torch creates after this call."""
     tc = run.train
     if tc.flush_denormals:
         torch.set_flush_denormal(True)  # before torch's thread pool exists (see TrainConfig)
