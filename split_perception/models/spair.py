@@ -646,7 +646,7 @@ class SpairInference(nn.Module):
         what (B, G, A), depth (B, G), background (B, Zbg)[, local (B, L) when split]
         overlap (B, G, G), colour (B, G, 3): footprint_overlap_and_colour of the glimpses
 
-    Only the `max_objects` cells with the highest presence are encoded and decoded (their glimpses
+    Only the `max_objects` cells with the highest presence (to 1/1024) are encoded and decoded (their glimpses
     are 40% of the graph's time: docs/RESULTS.md, "Inference"); the other cells report presence 0,
     their window as box, and zeros for what, overlap and colour. The cells are chosen by presence
     alone, which does not depend on the glimpses, so every reported cell has the values a graph
@@ -672,8 +672,13 @@ class SpairInference(nn.Module):
         presence = torch.sigmoid(cells["pres_logit"])
         # pick (B, K, G) and its transpose put (B, G, K): one-hot matrices, so choosing the K cells
         # and writing their results back are exact matrix products (MatMul in ONNX and TensorRT)
-        chosen = presence.topk(self.max_objects, dim=1).indices
-        pick = (chosen[..., None] == torch.arange(presence.shape[1], device=x.device)).to(x.dtype)
+        # ranked by presence rounded down to 1/1024, ties to the lower cell: backends differ in the last
+        # bits, and a frame's empty cells (presence ~1e-9) would otherwise be chosen among by that noise
+        g = presence.shape[1]
+        cell = torch.arange(g, device=x.device)
+        rank_key = torch.floor(presence * 1024) + (g - cell).to(x.dtype) / (g + 1)
+        chosen = rank_key.topk(self.max_objects, dim=1).indices
+        pick = (chosen[..., None] == cell).to(x.dtype)
         put = pick.transpose(1, 2)
         boxes = pick @ windows
         what_mean, _, _ = m.encode_what(x, boxes, sample=False)
