@@ -97,8 +97,8 @@ def new_setup(path: Path, weights: Path | None = None, name: str = "new (working
     return Setup(name, model, update, run.train.lr, run.train.grad_clip, run.data, extras, (0, 1)), run.train.batch_size
 
 
-def git_show(rev_path: str) -> str:
-    return subprocess.run(["git", "show", rev_path], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+def git_show(rev_path: str, text: bool = True) -> str | bytes:
+    return subprocess.run(["git", "show", rev_path], cwd=ROOT, capture_output=True, text=text, check=True).stdout
 
 
 def old_setup(path: Path, tmp: Path, rev: str = BASELINE, shipped_weights: bool = False, name: str = "") -> Setup:
@@ -124,9 +124,7 @@ def old_setup(path: Path, tmp: Path, rev: str = BASELINE, shipped_weights: bool 
     if shipped_weights:
         from safetensors.torch import load as load_safetensors
 
-        blob = subprocess.run(["git", "show", f"{rev}:split_perception/weights/split_spair.safetensors"], cwd=ROOT,
-                              capture_output=True, check=True).stdout
-        model.load_state_dict(load_safetensors(blob))
+        model.load_state_dict(load_safetensors(git_show(f"{rev}:split_perception/weights/split_spair.safetensors", text=False)))
     lr = train.get("lr", 1e-4)
     name = name or f"old ({rev})"
     data = ckpt.config_from_dict(trainer.DataConfig, raw.get("data") or {}, "data")
@@ -274,12 +272,14 @@ def print_row(name: str, ops: list[int], rates: dict) -> None:
 
 def bench(path: Path, batch_arg: int | None, steps: int, tmp: Path, rev: str = BASELINE, threads: int = 0,
           trained: Path | None = None) -> None:
-    rows = [Row("new", "new (working tree)", True), Row("old", f"old ({rev})", False)]
+    new_row, old_row = Row("new", "new (working tree)", True), Row("old", f"old ({rev})", False)
+    rows = [new_row, old_row]
     if trained is not None:
-        rows += [Row("new", "new, shipped weights", True, trained),
-                 Row("new", "new, shipped weights, no flush", False, trained),
-                 Row("old", f"old ({rev}), its shipped weights", False, old_shipped_weights=True)]
-    results = []
+        on_row = Row("new", "new, shipped weights", True, trained)
+        off_row = Row("new", "new, shipped weights, no flush", False, trained)
+        old_trained_row = Row("old", f"old ({rev}), its shipped weights", False, old_shipped_weights=True)
+        rows += [on_row, off_row, old_trained_row]
+    results = {}
     for row in rows:
         r = run_row(row, path, batch_arg, steps, tmp, rev, threads)
         if "error" in r:
@@ -291,9 +291,8 @@ def bench(path: Path, batch_arg: int | None, steps: int, tmp: Path, rev: str = B
                   f"batch {r['batch']}, step {STEP}, {steps} timed steps after {WARMUP} warm-up, {DEVICE.type}")
             print(f"  {'':36}{'aten calls/step = forward + backward + clip + optimizer':>42}  |  images/s: data w0   data w1   model alone")
         print_row(r["name"], r["ops"], r["rates"])
-        results.append(r)
-    by_name = {r["name"]: r for r in results}
-    new, old = by_name.get("new (working tree)"), by_name.get(f"old ({rev})")
+        results[row] = r
+    new, old = results.get(new_row), results.get(old_row)
     if new and old:
         # a trainer without data workers (BASELINE) made scenes in the training thread only
         old_w1 = old["rates"][1] or old["rates"][0]
@@ -302,13 +301,13 @@ def bench(path: Path, batch_arg: int | None, steps: int, tmp: Path, rev: str = B
         print(f"  {'new/old':36}{sum(new['ops']) / sum(old['ops']):8.2f} = {parts}  |  {'':9}" + "".join(f"{x:10.2f}" for x in ratios))
         if old["rates"][1] is None:
             print("  (both new data columns are divided by the old data-in-the-training-thread figure)")
-    on, off = by_name.get("new, shipped weights"), by_name.get("new, shipped weights, no flush")
-    old_trained = by_name.get(f"old ({rev}), its shipped weights")
-    for label, a, b in [("shipped weights: flush / no flush", on, off), ("shipped weights: new / old", on, old_trained)]:
+    pairs = [] if trained is None else [("shipped weights: flush / no flush", on_row, off_row),
+                                        ("shipped weights: new / old", on_row, old_trained_row)]
+    for label, a, b in ((label, results.get(x), results.get(y)) for label, x, y in pairs):
         if a and b:
             print(f"  {label:36}{'':8}   {'':35}  |  {'':9}"
                   + "".join(f"{x / y:10.2f}" if x and y else f"{'-':>10}" for x, y in zip(a["rates"].values(), b["rates"].values())))
-    for r in results:
+    for r in results.values():
         if "batch64_steps_per_s" in r:
             print(f"  {r['name']:36}model alone, batch 64: {r['batch64_steps_per_s']:.2f} steps/s")
 
