@@ -102,6 +102,22 @@ def test_count_prior_table_is_consistent_with_the_count_distribution():
     np.testing.assert_allclose(p_count, expected / expected.sum(), atol=1e-6)
 
 
+def test_a_present_cell_costs_the_prior_floor_once_rho_is_below_it():
+    """With rho far below the floor every rho charges the same -log(floor) nats per present cell
+    (why stages 3-5's rho 1e-6 and 1e-7 trained alike); a lower floor charges more."""
+    pres = torch.tensor([[1.0] + [0.0] * 35])  # one present cell, the first, of a 6x6 grid
+
+    def cost(rho, floor):
+        cfg = SpairConfig(cell_size=8, count_prior_start=rho, count_prior_end=rho, pres_prior_floor=floor, **TINY)
+        return float(SplitSpair(cfg).pres_kl(pres, pres, step=0))
+
+    assert cost(1e-7, 1e-6) == pytest.approx(cost(1e-9, 1e-6)) == pytest.approx(-math.log(1e-6), abs=1e-3)
+    assert cost(1e-9, 1e-8) == pytest.approx(-math.log(1e-8), abs=1e-3)
+    assert cost(1e-9, 1e-12) > cost(1e-9, 1e-8) + 2.0  # the table itself (2.8e-11 for the first cell) applies
+    with pytest.raises(ValueError, match="pres_prior_floor"):
+        SpairConfig(pres_prior_floor=0.0)
+
+
 def test_count_prior_anneals_from_exploration_to_sparse():
     cfg = SpairConfig(count_prior_start=0.9, count_prior_end=0.05, count_prior_anneal_steps=100)
     assert annealed_rho(cfg, 0) == pytest.approx(0.9)

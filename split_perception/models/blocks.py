@@ -21,11 +21,13 @@ def gaussian_kl(mean: torch.Tensor, logstd: torch.Tensor, prior_mean=0.0, prior_
     return math.log(prior_std) - logstd + (var + (mean - prior_mean) ** 2) / (2 * prior_var) - 0.5
 
 
-def bernoulli_kl(q: torch.Tensor, p: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """KL(Bern(q) || Bern(p)), elementwise, with probabilities clamped away from 0 and 1."""
+def bernoulli_kl(q: torch.Tensor, p: torch.Tensor, eps: float = 1e-6, p_eps: float | None = None) -> torch.Tensor:
+    """KL(Bern(q) || Bern(p)), elementwise, with q clamped to [eps, 1 - eps] and p to [p_eps, 1 - p_eps]
+    (p_eps defaults to eps)."""
+    p_eps = eps if p_eps is None else p_eps
     # hardtanh is clamp with a one-operator backward (clamp's takes about 15 operator calls)
     q = F.hardtanh(q, eps, 1 - eps)
-    p = F.hardtanh(p, eps, 1 - eps)
+    p = F.hardtanh(p, p_eps, 1 - p_eps)
     return q * (torch.log(q) - torch.log(p)) + (1 - q) * (torch.log1p(-q) - torch.log1p(-p))
 
 

@@ -87,6 +87,12 @@ class SpairConfig:
     count_prior_start: float = 0.9  # geometric count prior p(N=n) ~ rho^n, rho annealed ...
     count_prior_end: float = 1e-3  # ... to this, which charges extra boxes (de-duplication)
     count_prior_anneal_steps: int = 3000
+    # Floor of each cell's prior presence probability in the KL: a present cell costs at most
+    # -log(floor) nats, 13.8 at 1e-6. On the 6x6 grid the count prior's per-cell values for the
+    # first six objects are 0.03-0.23 x rho, so every rho below ~4e-6 hits the floor and charges the
+    # same 13.8 nats: stages 1 (annealed to 1e-6) to 5 (1e-7) all trained at it, and the 16.1 nats
+    # the stage-4/5 configs once claimed for 1e-7 were never charged (docs/RESULTS.md, 2026-12-03 (3)).
+    pres_prior_floor: float = 1e-6
     # KL weights (split-vae reference: z_what 0.1, z_bg 10 solid / 4 checkerboard)
     beta_what: float = 0.1
     beta_bg: float = 4.0
@@ -148,6 +154,8 @@ class SpairConfig:
             raise ValueError(f"background must be 'vae' or 'spectral', got {self.background!r}")
         if self.glimpse_colour not in ("free", "one_hue"):
             raise ValueError(f"glimpse_colour must be 'free' or 'one_hue', got {self.glimpse_colour!r}")
+        if not 0.0 < self.pres_prior_floor < 0.5:
+            raise ValueError(f"pres_prior_floor must be in (0, 0.5), got {self.pres_prior_floor}")
         if self.split and self.z_local < 1:
             raise ValueError("split=True needs z_local >= 1")
 
@@ -607,7 +615,7 @@ class SplitSpair(nn.Module):
         hard = (z_pres.detach() > 0.5).float()
         so_far = torch.cumsum(hard, 1) - hard
         prior = table[torch.arange(g, device=pres_prob.device)[None, :], so_far.long()]
-        return bernoulli_kl(pres_prob, prior).sum(1)
+        return bernoulli_kl(pres_prob, prior, p_eps=self.cfg.pres_prior_floor).sum(1)
 
 
 def one_hue(rgb: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
