@@ -303,7 +303,8 @@ def bench(path: Path, batch_arg: int | None, steps: int, tmp: Path, rev: str = B
             print("  (both new data columns are divided by the old data-in-the-training-thread figure)")
     pairs = [] if trained is None else [("shipped weights: flush / no flush", on_row, off_row),
                                         ("shipped weights: new / old", on_row, old_trained_row)]
-    for label, a, b in ((label, results.get(x), results.get(y)) for label, x, y in pairs):
+    for label, row_a, row_b in pairs:
+        a, b = results.get(row_a), results.get(row_b)
         if a and b:
             print(f"  {label:36}{'':8}   {'':35}  |  {'':9}"
                   + "".join(f"{x / y:10.2f}" if x and y else f"{'-':>10}" for x, y in zip(a["rates"].values(), b["rates"].values())))

@@ -666,7 +666,13 @@ class SpairInference(nn.Module):
         if max_objects < 1:
             raise ValueError(f"max_objects must be >= 1, got {max_objects}")
         self.model = model.eval()
-        self.max_objects = min(max_objects, model.cfg.grid ** 2)
+        g = model.cfg.grid ** 2
+        self.max_objects = min(max_objects, g)
+        # constants of the cell ranking in forward(): the cell indices and a tie-break below 1/1024
+        # that prefers the lower cell (non-persistent: not part of any checkpoint)
+        cell = torch.arange(g)
+        self.register_buffer("cell_index", cell, persistent=False)
+        self.register_buffer("tie_break", (g - cell).float() / (g + 1), persistent=False)
 
     @property
     def output_names(self) -> list[str]:
@@ -682,11 +688,9 @@ class SpairInference(nn.Module):
         # and writing their results back are exact matrix products (MatMul in ONNX and TensorRT)
         # ranked by presence rounded down to 1/1024, ties to the lower cell: backends differ in the last
         # bits, and a frame's empty cells (presence ~1e-9) would otherwise be chosen among by that noise
-        g = presence.shape[1]
-        cell = torch.arange(g, device=x.device)
-        rank_key = torch.floor(presence * 1024) + (g - cell).to(x.dtype) / (g + 1)
+        rank_key = torch.floor(presence * 1024) + self.tie_break.to(x.dtype)
         chosen = rank_key.topk(self.max_objects, dim=1).indices
-        pick = (chosen[..., None] == cell).to(x.dtype)
+        pick = (chosen[..., None] == self.cell_index).to(x.dtype)
         put = pick.transpose(1, 2)
         boxes = pick @ windows
         what_mean, _, _ = m.encode_what(x, boxes, sample=False)
