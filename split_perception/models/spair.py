@@ -276,6 +276,11 @@ class SplitSpair(nn.Module):
         self.register_buffer("cell_centres", torch.stack([cx.flatten(), cy.flatten()], -1), persistent=False)
 
     def widen_init_state(self, state: dict) -> dict:
+        """A checkpoint's weights fitted to this model where a fine-tune changes a shape:
+        context_colour added (zero weights for the new inputs), or another glimpse_size."""
+        return self._resize_glimpse_state(self._widen_box_net_state(state))
+
+    def _widen_box_net_state(self, state: dict) -> dict:
         """Fine-tuning with context_colour from a checkpoint trained without it: box_net's first
         layer gets zero weights for the colour inputs (they come after the old ones), so the
         fine-tune starts from exactly the checkpoint's model and learns what the colours add."""
@@ -285,6 +290,41 @@ class SplitSpair(nn.Module):
         if not extra or old is None or tuple(old.shape) != (rows, columns - extra):
             return state  # nothing to widen, or another shape: left to the caller's shape check
         return {**state, key: torch.cat([old, old.new_zeros(rows, extra)], dim=1)}
+
+    def _resize_glimpse_state(self, state: dict) -> dict:
+        """Fine-tuning with another glimpse_size: only two layers depend on it, the glimpse
+        encoder's first linear layer (it reads a (64, g/4, g/4) feature map) and the glimpse
+        decoder's seed layer (it writes a (32, g/4, g/4) seed). Their weights are resampled as
+        maps over those g/4 x g/4 positions; the convolutions around them are size-free. So the
+        fine-tune starts from about the checkpoint's model, drawing at the new resolution: a
+        feature map that is a smooth upsampling of an old one gives about the old z_what, and the
+        decoder's seed is the old seed upsampled."""
+        enc_w = "glimpse_encoder.2.0.weight"
+        old = state.get(enc_w)
+        own_enc = self.glimpse_encoder[2][0].weight
+        if old is None or old.shape == own_enc.shape or old.shape[0] != own_enc.shape[0]:
+            return state
+        old_side = math.isqrt(old.shape[1] // 64)
+        new_side = self.cfg.glimpse_size // 4
+        if 64 * old_side**2 != old.shape[1] or old_side == new_side:
+            return state  # not a glimpse-size change: left to the caller's shape check
+        area = (old_side / new_side) ** 2  # each new position sees this share of an old one
+
+        def resample(t: torch.Tensor, channels: int) -> torch.Tensor:
+            """(..., channels * old_side**2) laid out channel-major -> the same at new_side."""
+            lead = t.shape[:-1]
+            maps = t.reshape(-1, channels, old_side, old_side).float()
+            return F.interpolate(maps, size=(new_side, new_side), mode="bilinear", align_corners=False).reshape(*lead, channels * new_side**2).to(t.dtype)
+
+        out = dict(state)
+        out[enc_w] = resample(old, 64) * area
+        dec_w, dec_b = "glimpse_decoder.fc.0.weight", "glimpse_decoder.fc.0.bias"
+        seed_channels = self.glimpse_decoder.seed[0]
+        if dec_w in state:  # (C*s*s, latent): resample each latent input's column as a seed map
+            out[dec_w] = resample(state[dec_w].T.contiguous(), seed_channels).T.contiguous()
+        if dec_b in state:
+            out[dec_b] = resample(state[dec_b], seed_channels)
+        return out
 
     def _build_wavefronts(self, grid: int) -> None:
         """Index tables for infer_cells: which raster cells form each wavefront (2i + j = t), and
