@@ -65,6 +65,19 @@ def test_init_loads_exactly_the_checkpoint_weights_and_nothing_else(tmp_path):
     assert info == {"step": json.loads(SHIPPED.with_suffix(".json").read_text())["step"], "differences": []}
 
 
+def test_init_into_another_glimpse_size_loads_and_names_the_difference(tmp_path):
+    run = run_config(tmp_path / "run", SMALL + ["model.glimpse_size=24"])
+    model = ckpt.model_registry()[run.model_type][1](run.model)
+    info = trainer.load_init_weights(model, run, SHIPPED)
+    assert info["differences"] == ["glimpse_size: 16 in the checkpoint, 24 in the config"]
+    shipped = load_file(str(SHIPPED))
+    own = model.state_dict()
+    resized = {k for k in own if own[k].shape != shipped[k].shape}
+    assert resized == {"glimpse_encoder.2.0.weight", "glimpse_decoder.fc.0.weight", "glimpse_decoder.fc.0.bias"}
+    for k in set(own) - resized:  # every other weight is the checkpoint's
+        assert torch.equal(own[k], shipped[k].to(own[k].dtype)), k
+
+
 def test_finetuning_starts_from_the_init_weights_and_validates_on_held_out_frames(tmp_path, folders):
     sets = SMALL + ["data.kind=folder", f"data.folder=[{folders[0]}, {folders[1]}]", "train.steps=1"]
     tuned, scratch = tmp_path / "tuned", tmp_path / "scratch"

@@ -408,7 +408,7 @@ def test_a_checkpoint_without_colour_context_fine_tunes_from_exactly_its_model()
     shipped = SplitSpair(SpairConfig(**cfg)).eval()
     shipped.load_state_dict(state)
     widened = SplitSpair(SpairConfig(**{**cfg, "context_colour": True})).eval()
-    widened.load_state_dict(widened.widen_init_state(state))
+    widened.load_state_dict(widened.fit_init_state(state))
     x = torch.rand(2, 3, 48, 48)
     with torch.no_grad():
         a, b = shipped.infer_cells(x, sample=False), widened.infer_cells(x, sample=False)
@@ -419,7 +419,7 @@ def test_a_checkpoint_without_colour_context_fine_tunes_from_exactly_its_model()
     assert widened.box_net[0].weight.grad[:, -15:].abs().sum() > 0
     # a checkpoint with another first layer is left for the caller to refuse
     odd = {**state, "box_net.0.weight": state["box_net.0.weight"][:, :-1]}
-    assert widened.widen_init_state(odd)["box_net.0.weight"].shape == odd["box_net.0.weight"].shape
+    assert widened.fit_init_state(odd)["box_net.0.weight"].shape == odd["box_net.0.weight"].shape
 
 
 @pytest.mark.parametrize("glimpse_size", [24, 32])
@@ -449,7 +449,7 @@ def test_a_checkpoint_fine_tunes_into_a_larger_glimpse_from_about_its_model(glim
     shipped.load_state_dict(state)
     larger_cfg = SpairConfig(**{**cfg, "glimpse_size": glimpse_size})
     resized = SplitSpair(larger_cfg)
-    resized.load_state_dict(resized.widen_init_state(state))
+    resized.load_state_dict(resized.fit_init_state(state))
     restarted = SplitSpair(larger_cfg)
     bound = ("glimpse_encoder.2.", "glimpse_decoder.fc.")
     restarted.load_state_dict({k: v for k, v in state.items() if not k.startswith(bound)}, strict=False)

@@ -427,8 +427,8 @@ def load_init_weights(model: torch.nn.Module, run: RunConfig, path: Path) -> dic
         state = load_file(str(path))
     except Exception as e:  # noqa: BLE001 - safetensors raises several types for damaged files
         raise ckpt.CheckpointError(f"--init {path}: damaged weights ({e})") from None
-    if hasattr(model, "widen_init_state"):  # inputs added since the checkpoint, started at zero weight
-        state = model.widen_init_state(state)
+    if hasattr(model, "fit_init_state"):  # shapes a fine-tune may change (added inputs, glimpse size)
+        state = model.fit_init_state(state)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

@@ -275,7 +275,7 @@ class SplitSpair(nn.Module):
         cy, cx = torch.meshgrid(centres, centres, indexing="ij")
         self.register_buffer("cell_centres", torch.stack([cx.flatten(), cy.flatten()], -1), persistent=False)
 
-    def widen_init_state(self, state: dict) -> dict:
+    def fit_init_state(self, state: dict) -> dict:
         """A checkpoint's weights fitted to this model where a fine-tune changes a shape:
         context_colour added (zero weights for the new inputs), or another glimpse_size."""
         return self._resize_glimpse_state(self._widen_box_net_state(state))
@@ -314,7 +314,8 @@ class SplitSpair(nn.Module):
             """(..., channels * old_side**2) laid out channel-major -> the same at new_side."""
             lead = t.shape[:-1]
             maps = t.reshape(-1, channels, old_side, old_side).float()
-            return F.interpolate(maps, size=(new_side, new_side), mode="bilinear", align_corners=False).reshape(*lead, channels * new_side**2).to(t.dtype)
+            maps = F.interpolate(maps, size=(new_side, new_side), mode="bilinear", align_corners=False)
+            return maps.reshape(*lead, channels * new_side**2).to(t.dtype)
 
         out = dict(state)
         out[enc_w] = resample(old, 64) * area
