@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from split_perception.models import checkpoint as ckpt  # noqa: E402
 from split_perception.models.blocks import gaussian_nll, shuffle_patches  # noqa: E402
 from training import scenes  # noqa: E402
+from training.dataset import to_tensor  # noqa: E402
 
 
 def size_cost(model, side: torch.Tensor) -> torch.Tensor:
@@ -55,7 +56,7 @@ def compare(model, size: int, n: int, seed: int) -> str:
     sc_cfg = scenes.MultiObjectConfig(sprite_size=size, sprite_size_jitter=1, min_objects=1, max_objects=1,
                                       sprites="varied", background="solid")
     sc = [scenes.generate(sc_cfg, seed, i) for i in range(n)]
-    x = torch.stack([torch.from_numpy(np.ascontiguousarray(s.image)).permute(2, 0, 1).float() / 255 for s in sc])
+    x = torch.stack([to_tensor(s.image) for s in sc])
     z_bg, z_local, est = scene_latents(model, x)
     nll = lambda recon: gaussian_nll(x, recon, cfg.pixel_std)  # noqa: E731  (per image)
     box_cost = -math.log(cfg.pres_prior_floor)

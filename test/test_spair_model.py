@@ -392,9 +392,8 @@ def test_context_colour_is_the_mean_colour_in_the_middle_of_a_neighbours_box():
     torch.testing.assert_close(colour, torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
 
 
-def test_a_checkpoint_without_colour_context_fine_tunes_from_exactly_its_model():
-    """--init from the shipped checkpoint into a context_colour model: the colour inputs start at
-    zero weight, so the cells' outputs are the shipped model's to the bit, and they still get gradients."""
+def _shipped_config_and_weights() -> tuple[dict, dict]:
+    """The shipped detector checkpoint's model config (as a dict) and its weights as float32."""
     import json
     from pathlib import Path
 
@@ -404,7 +403,13 @@ def test_a_checkpoint_without_colour_context_fine_tunes_from_exactly_its_model()
 
     path = Path(__file__).resolve().parents[1] / "split_perception" / "weights" / "split_spair.safetensors"
     cfg = json.loads(ckpt.read_metadata(path)["config"])
-    state = load_file(str(path))
+    return cfg, {k: v.float() for k, v in load_file(str(path)).items()}
+
+
+def test_a_checkpoint_without_colour_context_fine_tunes_from_exactly_its_model():
+    """--init from the shipped checkpoint into a context_colour model: the colour inputs start at
+    zero weight, so the cells' outputs are the shipped model's to the bit, and they still get gradients."""
+    cfg, state = _shipped_config_and_weights()
     shipped = SplitSpair(SpairConfig(**cfg)).eval()
     shipped.load_state_dict(state)
     widened = SplitSpair(SpairConfig(**{**cfg, "context_colour": True})).eval()
@@ -428,16 +433,7 @@ def test_a_checkpoint_fine_tunes_into_a_larger_glimpse_from_about_its_model(glim
     resampled, not restarted, so the new model explains scenes nearly as the shipped one does
     (measured on these 16 scenes at 24 px: nll_x -1892 shipped, -1738 resized, -1383 with those two
     layers restarted) and every cell's box and presence are the shipped ones."""
-    import json
-    from pathlib import Path
-
-    from safetensors.torch import load_file
-
-    from split_perception.models import checkpoint as ckpt
-
-    path = Path(__file__).resolve().parents[1] / "split_perception" / "weights" / "split_spair.safetensors"
-    cfg = json.loads(ckpt.read_metadata(path)["config"])
-    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    cfg, state = _shipped_config_and_weights()
     x, _, _ = _scenes_with_truth("solid")
 
     def nll_and_cells(model):

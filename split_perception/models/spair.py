@@ -304,9 +304,10 @@ class SplitSpair(nn.Module):
         own_enc = self.glimpse_encoder[2][0].weight
         if old is None or old.shape == own_enc.shape or old.shape[0] != own_enc.shape[0]:
             return state
-        old_side = math.isqrt(old.shape[1] // 64)
         new_side = self.cfg.glimpse_size // 4
-        if 64 * old_side**2 != old.shape[1] or old_side == new_side:
+        features = own_enc.shape[1] // new_side**2  # channels of the encoder's feature map
+        old_side = math.isqrt(old.shape[1] // features)
+        if features * old_side**2 != old.shape[1] or old_side == new_side:
             return state  # not a glimpse-size change: left to the caller's shape check
         area = (old_side / new_side) ** 2  # each new position sees this share of an old one
 
@@ -318,7 +319,7 @@ class SplitSpair(nn.Module):
             return maps.reshape(*lead, channels * new_side**2).to(t.dtype)
 
         out = dict(state)
-        out[enc_w] = resample(old, 64) * area
+        out[enc_w] = resample(old, features) * area
         dec_w, dec_b = "glimpse_decoder.fc.0.weight", "glimpse_decoder.fc.0.bias"
         seed_channels = self.glimpse_decoder.seed[0]
         if dec_w in state:  # (C*s*s, latent): resample each latent input's column as a seed map
