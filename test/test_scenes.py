@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
+from split_perception.box_ops import box_iou
 from split_perception.training import scenes
 
 CONFIGS = [
@@ -545,6 +546,29 @@ def test_multi_object_touching_prob_puts_sprites_against_each_other_and_zero_cha
     np.testing.assert_array_equal(scenes.generate(plain, 0, 7).image, scenes.generate(zero, 0, 7).image)
     with pytest.raises(ValueError, match="touching_prob"):
         scenes.MultiObjectConfig(touching_prob=1.5)
+
+
+def test_overlap_prob_puts_sprites_over_each_other_and_zero_changes_nothing():
+    def overlapping_share(cfg):
+        hits = total = 0
+        for i in range(60):
+            s = scenes.generate(cfg, 4, i)
+            if s.count < 2:
+                continue
+            iou = box_iou(s.boxes, s.boxes)
+            np.fill_diagonal(iou, 0)
+            hits, total = hits + int((iou > 0.15).any(1).sum()), total + s.count
+            assert s.masks.reshape(s.count, -1).any(1).all(), i  # the occlusion limit still holds: none hidden
+        return hits / total
+
+    base = dict(min_objects=3, max_objects=4, sprites="varied")
+    over, plain = overlapping_share(scenes.MultiObjectConfig(overlap_prob=1.0, **base)), overlapping_share(scenes.MultiObjectConfig(**base))
+    assert over > 0.65 and plain < 0.4 and over > plain + 0.3, (over, plain)
+    zero = scenes.MultiObjectConfig(overlap_prob=0.0, touching_prob=0.5)
+    np.testing.assert_array_equal(scenes.generate(scenes.MultiObjectConfig(touching_prob=0.5), 0, 7).image,
+                                  scenes.generate(zero, 0, 7).image)
+    with pytest.raises(ValueError, match="overlap_prob"):
+        scenes.MultiObjectConfig(overlap_prob=-0.1)
 
 
 def test_sprite_turns_make_objects_as_wide_as_tall_and_off_changes_nothing():

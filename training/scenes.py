@@ -97,13 +97,17 @@ class MultiObjectConfig:
     # an object is placed against one already placed, sharing an edge (0 draws no random numbers, so
     # scenes stay as they were): the detector's remaining under-counts are touching objects
     touching_prob: float = 0.0
+    # share of objects placed over one already placed (boxes overlap by at least a third of a side),
+    # occluding it as far as min_visible_fraction allows (0 draws nothing, so existing scenes stay as
+    # they were): most of the detector's remaining miscounts are overlapping objects taken by one box
+    overlap_prob: float = 0.0
     # each sprite turned by a random multiple of 90 degrees (False draws no random numbers, so scenes
     # stay as they were): digits are most of the sprite banks and stand upright (boxes 10 x 14 px on
     # average), so a model trained on them alone learns that objects are tall
     sprite_turns: bool = False
 
     def __post_init__(self):
-        _require_fractions(self, "touching_prob", "min_visible_fraction")
+        _require_fractions(self, "touching_prob", "overlap_prob", "min_visible_fraction")
         if self.background not in BACKGROUNDS:
             raise ValueError(f"unknown background {self.background!r}; kinds: {BACKGROUNDS}")
         if self.sprites not in SPRITE_KINDS:
@@ -773,6 +777,21 @@ def _touching_position(rng, placed, sprite: np.ndarray, image_size: int, y_lo: i
     return (c, r) if vertical else (r, c)
 
 
+def _overlapping_position(rng, placed, sprite: np.ndarray, image_size: int, y_lo: int, y_hi: int):
+    """(y, x) that puts `sprite`'s box over a random one of the `placed` boxes, overlapping it by at
+    least a third of the smaller side in each direction (whether the one behind stays visible enough is
+    the caller's check). None when no such spot lies within the allowed rows [y_lo, y_hi] and the image."""
+    _, box = placed[int(rng.integers(0, len(placed)))]
+    x1, y1, x2, y2 = (int(v) for v in box)
+    h, w = sprite.shape
+    dx, dy = max(1, min(w, x2 - x1) // 3), max(1, min(h, y2 - y1) // 3)
+    x_lo, x_hi = max(0, x1 - w + dx), min(image_size - w, x2 - dx)
+    y_lo, y_hi = max(y_lo, y1 - h + dy), min(y_hi, y2 - dy)
+    if x_lo > x_hi or y_lo > y_hi:
+        return None
+    return int(rng.integers(y_lo, y_hi + 1)), int(rng.integers(x_lo, x_hi + 1))
+
+
 def _place_objects(
     rng: np.random.Generator,
     n_objects: int,
@@ -782,13 +801,15 @@ def _place_objects(
     y_range: tuple[float, float] = (0.0, 1.0),
     depth_by_bottom: bool = False,
     touching_prob: float = 0.0,
+    overlap_prob: float = 0.0,
 ):
     """Place up to `n_objects` masks so that each keeps enough visible pixels.
 
     Returns a list of (full_mask_on_canvas, box) in paint order (later ones occlude
     earlier ones). With `depth_by_bottom` the paint order is by the box's bottom edge (objects
     lower in the image are nearer), otherwise it is the order of placement. With probability
-    `touching_prob` a mask is put against one already placed instead of anywhere (0 draws nothing).
+    `touching_prob` a mask is put against one already placed instead of anywhere, else with probability
+    `overlap_prob` over one already placed (0 draws nothing for either).
     """
     placed: list[tuple[np.ndarray, np.ndarray]] = []
     attempts = 0
@@ -800,6 +821,11 @@ def _place_objects(
         y_hi = max(y_lo, int(y_range[1] * (image_size - h)))
         if touching_prob > 0.0 and placed and rng.random() < touching_prob:
             spot = _touching_position(rng, placed, sprite, image_size, y_lo, y_hi)
+            if spot is None:
+                continue
+            y, x = spot
+        elif overlap_prob > 0.0 and placed and rng.random() < overlap_prob:
+            spot = _overlapping_position(rng, placed, sprite, image_size, y_lo, y_hi)
             if spot is None:
                 continue
             y, x = spot
@@ -855,7 +881,8 @@ def multi_object_scene(cfg: MultiObjectConfig, seed: int, index: int) -> Scene:
         mask = bank[int(r.integers(0, len(bank)))]
         return np.rot90(mask, int(r.integers(0, 4))) if cfg.sprite_turns else mask
 
-    placed = _place_objects(rng, n_objects, cfg.image_size, draw, cfg.min_visible_fraction, touching_prob=cfg.touching_prob)
+    placed = _place_objects(rng, n_objects, cfg.image_size, draw, cfg.min_visible_fraction,
+                            touching_prob=cfg.touching_prob, overlap_prob=cfg.overlap_prob)
     used = list(bg_colours)
     # on patterned backgrounds a sprite also avoids the mean background colour under itself
     local = cfg.background not in _LEGACY_BACKGROUNDS

@@ -51,6 +51,7 @@ class DataConfig:
     sprites: str = scenes.TRAIN_SPRITES  # scenes.SPRITE_KINDS; "varied" adds procedural random shapes
     sprite_size_jitter: int = 2  # sprite side drawn from (14 px at 48 px, scaled) +- this many px
     touching_prob: float = 0.0  # multi_object: share of objects placed against one already placed
+    overlap_prob: float = 0.0  # multi_object: share of the others placed over one already placed (occluding it)
     sprite_turns: bool = False  # multi_object: each object turned by a random multiple of 90 degrees
     min_visible_fraction: float = 0.6  # multi_object: occlusion limit, each object keeps this much of itself
     palette: str = "train"
@@ -244,7 +245,7 @@ class SceneStream:
                     max_objects=data.max_objects, min_objects=data.min_objects, sprites=data.sprites,
                     sprite_size=max(6, round(14 * data.image_size / 48)),
                     sprite_size_jitter=data.sprite_size_jitter, touching_prob=data.touching_prob,
-                    sprite_turns=data.sprite_turns, min_visible_fraction=data.min_visible_fraction,
+                    overlap_prob=data.overlap_prob, sprite_turns=data.sprite_turns, min_visible_fraction=data.min_visible_fraction,
                 )
                 for bg in data.backgrounds
             ]
