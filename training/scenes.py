@@ -97,7 +97,8 @@ class MultiObjectConfig:
     # an object is placed against one already placed, sharing an edge (0 draws no random numbers, so
     # scenes stay as they were): the detector's remaining under-counts are touching objects
     touching_prob: float = 0.0
-    # share of objects placed over one already placed (boxes overlap by at least a third of a side),
+    # share of the objects not placed touching that are placed over one already placed (boxes overlap
+    # by at least a third of a side),
     # occluding it as far as min_visible_fraction allows (0 draws nothing, so existing scenes stay as
     # they were): most of the detector's remaining miscounts are overlapping objects taken by one box
     overlap_prob: float = 0.0
