@@ -98,9 +98,9 @@ class MultiObjectConfig:
     # scenes stay as they were): the detector's remaining under-counts are touching objects
     touching_prob: float = 0.0
     # share of the objects not placed touching that are placed over one already placed (boxes overlap
-    # by at least a third of a side),
-    # occluding it as far as min_visible_fraction allows (0 draws nothing, so existing scenes stay as
-    # they were): most of the detector's remaining miscounts are overlapping objects taken by one box
+    # by at least a third of a side), occluding it as far as min_visible_fraction allows (0 draws
+    # nothing, so existing scenes stay as they were): most of the detector's remaining miscounts are
+    # overlapping objects taken by one box
     overlap_prob: float = 0.0
     # each sprite turned by a random multiple of 90 degrees (False draws no random numbers, so scenes
     # stay as they were): digits are most of the sprite banks and stand upright (boxes 10 x 14 px on
