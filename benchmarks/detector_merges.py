@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from detector_errors import error_kinds  # noqa: E402
-from detector_one_box import scene_latents, size_cost  # noqa: E402
+from detector_one_box import optimised_what, scene_latents, size_cost  # noqa: E402
 
 from split_perception.detector import load_detector, postprocess  # noqa: E402
 from split_perception.models import checkpoint as ckpt  # noqa: E402
@@ -87,13 +87,7 @@ def merge_costs(model, x: torch.Tensor, truth: np.ndarray) -> tuple[float, float
         _, _, what = model.encode_what(x, boxes, False)
         priors = obj.priors(boxes, all_on).item()
         encoded = obj.nll(what, boxes, depth, all_on).item() + priors
-    what = what.clone().requires_grad_(True)
-    opt = torch.optim.Adam([what], lr=0.05)
-    for _ in range(200):
-        loss = obj.nll(what, boxes, depth, all_on).sum() + 0.5 * (what**2).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    what = optimised_what(lambda w: obj.nll(w, boxes, depth, all_on), what, 200)
     with torch.no_grad():
         optimised = obj.nll(what, boxes, depth, all_on).item() + priors
     return own_total, encoded, optimised
@@ -141,12 +135,14 @@ def main() -> None:
         if args.sprite_size:
             tc = dataclasses.replace(tc, sprite_size=args.sprite_size, sprite_size_jitter=2)
         merged, right = [], {m: [] for m in ["api", *args.margins]}
+
+        def post(out):  # the API's post-processing of one frame's graph outputs
+            return postprocess(out, (size, size), size, det.threshold, det.nms_iou, det.duplicate_overlap, det.duplicate_colour)
+
         for i in range(args.n):
             s = scenes.generate(tc, args.seed, i)
             x = to_tensor(s.image)[None]
             raw = det.runner.run(preprocess(s.image, size))
-            post = lambda out: postprocess(out, (size, size), size, det.threshold, det.nms_iou,  # noqa: E731
-                                           det.duplicate_overlap, det.duplicate_colour)
             found = post(raw)
             right["api"].append(len(found.boxes) == len(s.boxes))
             if error_kinds(found.boxes, s.boxes).get("merged", 0):

@@ -39,6 +39,19 @@ def size_cost(model, side: torch.Tensor) -> torch.Tensor:
     return 2 * 0.5 * ((logit - cfg.size_prior_mean) / cfg.size_prior_std) ** 2
 
 
+def optimised_what(image_nll, what: torch.Tensor, steps: int) -> torch.Tensor:
+    """z_what after `steps` Adam steps on image_nll(z_what) (per-image NLL) + its N(0, 1) prior: what the
+    glimpse decoder can draw in the given boxes, whatever the encoder proposes."""
+    what = what.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([what], lr=0.05)
+    for _ in range(steps):
+        loss = image_nll(what).sum() + 0.5 * (what**2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return what.detach()
+
+
 @torch.no_grad()
 def scene_latents(model, x: torch.Tensor) -> tuple:
     """z_bg, z_local, spectral estimate: everything but the boxes, as forward() computes them at inference."""
@@ -78,15 +91,10 @@ def compare(model, size: int, n: int, seed: int) -> str:
         _, _, what_one = model.encode_what(x, one_box, False)
         encoded = nll(model.render(what_one, z_local, z_bg, one_box, depth, present, est)[0])
         one_prior = size_cost(model, one_box[:, 0, 2])
-    what = what_one.clone().requires_grad_(True)
-    opt = torch.optim.Adam([what], lr=0.05)
-    for _ in range(300):
-        loss = nll(model.render(what, z_local, z_bg, one_box, depth, present, est)[0]).sum() + 0.5 * (what**2).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    one_box_nll = lambda what: nll(model.render(what, z_local, z_bg, one_box, depth, present, est)[0])  # noqa: E731
+    what = optimised_what(one_box_nll, what_one, 300)
     with torch.no_grad():
-        optimised = nll(model.render(what, z_local, z_bg, one_box, depth, present, est)[0])
+        optimised = one_box_nll(what)
     return (f"{size:5d} {count.mean():6.2f} {(count > 1).float().mean():6.2f} | {own.mean():8.0f} {own_prior.mean():6.1f} "
             f"{(own + own_prior).mean():8.0f} | {encoded.mean():8.0f} {optimised.mean():8.0f} {one_prior.mean():6.1f} "
             f"{(encoded + one_prior).mean():8.0f}")

@@ -245,7 +245,8 @@ class SceneStream:
                     max_objects=data.max_objects, min_objects=data.min_objects, sprites=data.sprites,
                     sprite_size=max(6, round(14 * data.image_size / 48)),
                     sprite_size_jitter=data.sprite_size_jitter, touching_prob=data.touching_prob,
-                    overlap_prob=data.overlap_prob, sprite_turns=data.sprite_turns, min_visible_fraction=data.min_visible_fraction,
+                    overlap_prob=data.overlap_prob, sprite_turns=data.sprite_turns,
+                    min_visible_fraction=data.min_visible_fraction,
                 )
                 for bg in data.backgrounds
             ]
