@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from split_perception.models import blocks
-from split_perception.models.spair import SpairConfig, SplitSpair, annealed_rho, count_prior_table, footprint_overlap_and_colour
+from split_perception.models.spair import (
+    SpairConfig,
+    SplitSpair,
+    annealed_rho,
+    count_prior_table,
+    footprint_overlap_and_colour,
+    strongest_cells,
+)
 from split_perception.training.evaluate import TEST_SEED
 
 TINY = dict(z_what=8, z_local=4, z_bg=4, hidden=32)
@@ -50,6 +57,41 @@ def test_expected_presence_phase_draws_glimpses_by_their_probability():
     during, after = model(x, step=9), model(x, step=10)
     torch.testing.assert_close(drawn[0], during["pres_prob"])
     assert (drawn[1] - after["pres_prob"]).abs().max() > 0.05  # relaxed Bernoulli samples again
+
+
+def test_train_glimpses_draws_only_the_cells_with_the_largest_presence_samples():
+    torch.manual_seed(0)
+    cfg = SpairConfig(split=True, bg_warmup_steps=0, cell_size=8, train_glimpses=5, **TINY)  # 6x6 grid: 36 cells
+    model = SplitSpair(cfg)
+    seen = {}
+    render = model.render
+    model.render = lambda *a: seen.update(boxes=a[3], z_pres=a[5]) or render(*a)
+    infer = model.infer_cells
+    model.infer_cells = lambda *a, **k: seen.setdefault("cells", infer(*a, **k))
+    out = model(torch.rand(3, 3, 48, 48), step=0)
+    assert seen["boxes"].shape == (3, 5, 4) and seen["z_pres"].shape == (3, 5)
+    strongest = seen["cells"]["z_pres"].topk(5, dim=1).values
+    torch.testing.assert_close(seen["z_pres"], strongest)
+    assert out["boxes"].shape == (3, 36, 4) and out["pres_prob"].shape == (3, 36)  # logging sees every cell
+    out["loss"].backward()
+    trained = {n.split(".")[0] for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert {"glimpse_encoder", "glimpse_decoder", "box_net"} <= trained
+    model.eval()  # inference draws every cell: train_glimpses is for training alone
+    seen.clear()
+    model(torch.rand(3, 3, 48, 48))
+    assert seen["boxes"].shape == (3, 36, 4)
+    with pytest.raises(ValueError, match="train_glimpses"):
+        SpairConfig(train_glimpses=-1)
+
+
+def test_strongest_cells_gathers_every_per_cell_tensor_alike():
+    z_pres = torch.tensor([[0.1, 0.9, 0.0, 0.5], [0.7, 0.0, 0.8, 0.2]])
+    boxes = torch.arange(32.0).reshape(2, 4, 4)
+    depth = torch.arange(8.0).reshape(2, 4, 1)
+    got_pres, got_boxes, got_depth = strongest_cells(z_pres, 2, (z_pres, boxes, depth))
+    torch.testing.assert_close(got_pres, torch.tensor([[0.9, 0.5], [0.8, 0.7]]))
+    torch.testing.assert_close(got_boxes, torch.stack([boxes[0, [1, 3]], boxes[1, [2, 0]]]))
+    torch.testing.assert_close(got_depth, torch.tensor([[[1.0], [3.0]], [[6.0], [4.0]]]))
 
 
 def test_shuffle_keeps_patches_and_permutes_them():
@@ -359,12 +401,33 @@ def test_one_hue_model_gives_finite_gradients():
         SpairConfig(glimpse_colour="rainbow")
 
 
-def test_alphas_pasted_by_matrix_products_equal_grid_sample():
+def _pasted_by_grid_sample(patches: torch.Tensor, boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The reference resampling: (N, C, g, g) patches in (N, 4) boxes by F.grid_sample."""
+    n = patches.shape[0]
+    cx, cy, bw, bh = boxes.unbind(-1)
+    gx = (torch.arange(width) + 0.5 - cx[:, None]) / (bw[:, None] / 2)
+    gy = (torch.arange(height) + 0.5 - cy[:, None]) / (bh[:, None] / 2)
+    grid = torch.stack([gx[:, None, :].expand(n, height, width), gy[:, :, None].expand(n, height, width)], -1)
+    return torch.nn.functional.grid_sample(patches, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def test_patches_pasted_by_matrix_products_equal_grid_sample_in_values_and_gradients():
     torch.manual_seed(0)
     alpha = torch.rand(2, 5, 16, 16)
     boxes = torch.cat([torch.rand(2, 5, 2) * 48, 4 + torch.rand(2, 5, 2) * 20], -1)  # some reach off the image
-    by_grid = blocks.paste_glimpses(alpha.reshape(10, 1, 16, 16), boxes.reshape(10, 4), 48, 40).reshape(2, 5, 48, 40)
+    by_grid = _pasted_by_grid_sample(alpha.reshape(10, 1, 16, 16), boxes.reshape(10, 4), 48, 40).reshape(2, 5, 48, 40)
     torch.testing.assert_close(blocks.paste_alphas(alpha, boxes, 48, 40), by_grid, atol=1e-5, rtol=0)
+    # the training renderer's (N, C, g, g) glimpses: the same values, and the same gradients for
+    # the patches and for the boxes (the box gradient is what teaches where objects are)
+    patches = torch.rand(10, 4, 16, 16, requires_grad=True)
+    flat_boxes = boxes.reshape(10, 4).requires_grad_()
+    weights = torch.rand(10, 4, 48, 40)
+    ours = blocks.paste_glimpses(patches, flat_boxes, 48, 40)
+    reference = _pasted_by_grid_sample(patches, flat_boxes, 48, 40)
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=0)
+    for got, want in zip(torch.autograd.grad((ours * weights).sum(), [patches, flat_boxes]),
+                         torch.autograd.grad((reference * weights).sum(), [patches, flat_boxes])):
+        torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-4)
 
 
 def test_footprint_overlap_is_one_inside_zero_apart_and_colour_is_the_mean_under_it():

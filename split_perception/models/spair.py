@@ -142,6 +142,15 @@ class SpairConfig:
     # of its box, and each cell its own cell's mean colour: the appearance cue of SPAIR's z_what
     # context at the cost of a 4 x 4 crop per cell. Off by default so that older checkpoints load.
     context_colour: bool = False
+    # Training only: how many cells per image are encoded, decoded and drawn (0: every cell). The
+    # glimpse path is 3/4 of a training step on the CPU (576 glimpses at batch 16 on the 6x6 grid,
+    # docs/RESULTS.md), yet a scene holds a handful of objects and an empty cell's relaxed presence
+    # sample is near zero, so it adds almost nothing to the picture. The cells with the largest
+    # presence samples are drawn; the rest count as absent in that step (their presence still
+    # learns from the count prior). Keep it well above the most objects a training scene holds:
+    # the sampling noise is what lets a missed object's cell into the chosen set. The exported
+    # graph does the same with its `max_objects` (16) cells by presence probability.
+    train_glimpses: int = 0
 
     def __post_init__(self):
         if self.image_size % self.cell_size:
@@ -158,6 +167,8 @@ class SpairConfig:
             raise ValueError(f"pres_prior_floor must be in (0, 0.5), got {self.pres_prior_floor}")
         if self.split and self.z_local < 1:
             raise ValueError("split=True needs z_local >= 1")
+        if self.train_glimpses < 0:
+            raise ValueError(f"train_glimpses must be >= 0 (0: every cell), got {self.train_glimpses}")
 
     @property
     def grid(self) -> int:
@@ -624,13 +635,17 @@ class SplitSpair(nn.Module):
             return self._summarise(terms, background, background, x.new_zeros(b, g, 4), x.new_zeros(b, g))
         cells = self.infer_cells(x, sample=sample)
         boxes = self.boxes_from_where(cells["z_where"])
-        what_mean, what_logstd, z_what = self.encode_what(x, boxes, sample)
         pres_prob = torch.sigmoid(cells["pres_logit"])
         expected = self.training and step < cfg.bg_warmup_steps + cfg.expected_presence_steps
         z_pres = pres_prob if expected else cells["z_pres"]
-        recon, background, _ = self.render(z_what, z_local, z_bg, boxes, cells["z_depth"], z_pres, bg_estimate)
+        drawn = (boxes, cells["z_depth"], z_pres, pres_prob)
+        if self.training and 0 < cfg.train_glimpses < z_pres.shape[1]:
+            drawn = strongest_cells(z_pres, cfg.train_glimpses, drawn)
+        drawn_boxes, drawn_depth, drawn_pres, drawn_prob = drawn
+        what_mean, what_logstd, z_what = self.encode_what(x, drawn_boxes, sample)
+        recon, background, _ = self.render(z_what, z_local, z_bg, drawn_boxes, drawn_depth, drawn_pres, bg_estimate)
         terms["nll_x"] = gaussian_nll(x, recon, cfg.pixel_std)
-        terms["kl_what"] = cfg.beta_what * (gaussian_kl(what_mean, what_logstd).sum(-1) * pres_prob).sum(1)
+        terms["kl_what"] = cfg.beta_what * (gaussian_kl(what_mean, what_logstd).sum(-1) * drawn_prob).sum(1)
         (shift_mean, size_mean), (shift_logstd, size_logstd) = (cells[k].split(2, -1) for k in ("where_mean", "where_logstd"))
         terms["kl_where_shift"] = gaussian_kl(shift_mean, shift_logstd).sum((1, 2))
         terms["kl_where_size"] = gaussian_kl(size_mean, size_logstd, cfg.size_prior_mean, cfg.size_prior_std).sum((1, 2))
@@ -658,6 +673,18 @@ class SplitSpair(nn.Module):
         so_far = torch.cumsum(hard, 1) - hard
         prior = table[torch.arange(g, device=pres_prob.device)[None, :], so_far.long()]
         return bernoulli_kl(pres_prob, prior, p_eps=self.cfg.pres_prior_floor).sum(1)
+
+
+def strongest_cells(z_pres: torch.Tensor, k: int, per_cell: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """Each (B, G, ...) tensor of `per_cell` cut to the k cells of each image with the largest
+    z_pres (B, G), as (B, k, ...). The choice itself gets no gradient."""
+    chosen = z_pres.detach().topk(k, dim=1).indices  # (B, k)
+
+    def take(t: torch.Tensor) -> torch.Tensor:
+        index = chosen.reshape(*chosen.shape, *([1] * (t.dim() - 2))).expand(-1, -1, *t.shape[2:])
+        return t.gather(1, index)
+
+    return tuple(take(t) for t in per_cell)
 
 
 def one_hue(rgb: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
