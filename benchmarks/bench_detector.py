@@ -23,7 +23,9 @@ before any thread exists (train.flush_denormals: on in the new trainer, absent i
 randomly initialised model draws few denormal floats; a trained one many (the gradients of absent
 objects' glimpses), so for config/train_split_spair.yaml three more rows time trained weights:
 the shipped ones (what a user fine-tunes) with flush_denormals on and off, and the old model with
-the weights its commit shipped (--no-trained skips them).
+the weights its commit shipped (--no-trained skips them). `--variant KEY=VALUE ...` adds a row of
+the shipped weights trained with those config settings changed (e.g. model.train_glimpses=12), and
+its ratios to the shipped-weights rows.
 """
 from __future__ import annotations
 
@@ -85,8 +87,9 @@ class Setup:
     workers: tuple[int, ...]  # data_workers settings its trainer offers
 
 
-def new_setup(path: Path, weights: Path | None = None, name: str = "new (working tree)") -> tuple[Setup, int]:
-    run = trainer.load_run_config(path)
+def new_setup(path: Path, weights: Path | None = None, name: str = "new (working tree)",
+              overrides: tuple[str, ...] = ()) -> tuple[Setup, int]:
+    run = trainer.load_run_config(path, list(overrides))
     model_cls = ckpt.model_registry()[run.model_type][1]
     torch.manual_seed(0)
     model = model_cls(run.model).to(DEVICE)
@@ -221,6 +224,7 @@ class Row:
     flush_denormals: bool
     weights: Path | None = None  # new: a checkpoint to load
     old_shipped_weights: bool = False  # old: the weights its commit shipped
+    overrides: tuple[str, ...] = ()  # new: config settings changed, as `split-perception train --set`
 
 
 def measure_row(row: Row, path: Path, batch_arg: int | None, steps: int, tmp: Path, rev: str, threads: int) -> dict:
@@ -232,7 +236,7 @@ def measure_row(row: Row, path: Path, batch_arg: int | None, steps: int, tmp: Pa
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     if row.kind == "new":
-        s, config_batch = new_setup(path, row.weights, row.name)
+        s, config_batch = new_setup(path, row.weights, row.name, row.overrides)
     else:
         s, config_batch = old_setup(path, tmp, rev, row.old_shipped_weights, row.name), None
     batch = batch_arg or config_batch or 16
@@ -271,7 +275,7 @@ def print_row(name: str, ops: list[int], rates: dict) -> None:
 
 
 def bench(path: Path, batch_arg: int | None, steps: int, tmp: Path, rev: str = BASELINE, threads: int = 0,
-          trained: Path | None = None) -> None:
+          trained: Path | None = None, variant: tuple[str, ...] = ()) -> None:
     new_row, old_row = Row("new", "new (working tree)", True), Row("old", f"old ({rev})", False)
     rows = [new_row, old_row]
     if trained is not None:
@@ -279,6 +283,10 @@ def bench(path: Path, batch_arg: int | None, steps: int, tmp: Path, rev: str = B
         off_row = Row("new", "new, shipped weights, no flush", False, trained)
         old_trained_row = Row("old", f"old ({rev}), its shipped weights", False, old_shipped_weights=True)
         rows += [on_row, off_row, old_trained_row]
+        if variant:
+            variant_row = Row("new", "new, shipped weights, " + " ".join(v.rsplit(".", 1)[-1] for v in variant), True, trained,
+                              overrides=variant)
+            rows.append(variant_row)
     results = {}
     for row in rows:
         r = run_row(row, path, batch_arg, steps, tmp, rev, threads)
@@ -303,6 +311,8 @@ def bench(path: Path, batch_arg: int | None, steps: int, tmp: Path, rev: str = B
             print("  (both new data columns are divided by the old data-in-the-training-thread figure)")
     pairs = [] if trained is None else [("shipped weights: flush / no flush", on_row, off_row),
                                         ("shipped weights: new / old", on_row, old_trained_row)]
+    if trained is not None and variant:
+        pairs += [("shipped weights: variant / new", variant_row, on_row), ("shipped weights: variant / old", variant_row, old_trained_row)]
     for label, row_a, row_b in pairs:
         a, b = results.get(row_a), results.get(row_b)
         if a and b:
@@ -323,13 +333,15 @@ def main() -> None:
     ap.add_argument("--configs", type=Path, nargs="+",
                     default=[ROOT / "config" / "train_split_spair.yaml", ROOT / "config" / "train_spair.yaml"])
     ap.add_argument("--no-trained", action="store_true", help="skip the shipped-weights rows")
+    ap.add_argument("--variant", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="one more shipped-weights row with these config settings changed (e.g. model.train_glimpses=12)")
     args = ap.parse_args()
     shipped_config = (ROOT / "config" / "train_split_spair.yaml").resolve()
     with tempfile.TemporaryDirectory() as tmp:
         for path in args.configs:
             path = path.resolve()
             trained = None if args.no_trained or path != shipped_config else ROOT / "split_perception" / "weights" / "split_spair.safetensors"
-            bench(path, args.batch, args.steps, Path(tmp), args.baseline, args.threads, trained)
+            bench(path, args.batch, args.steps, Path(tmp), args.baseline, args.threads, trained, tuple(args.variant))
 
 
 if __name__ == "__main__":

@@ -72,6 +72,16 @@ def test_numbers_are_read_as_written_in_set_values_and_yaml_files(tmp_path):
     assert (run.train.lr, run.train.steps, run.model.pres_init_bias, run.train.amp) == (1e-3, 20, -2.0, True)
 
 
+def test_train_glimpses_must_leave_room_above_the_most_objects_of_a_scene():
+    from split_perception.training.trainer import load_run_config
+
+    cfg = ROOT / "config" / "train_split_spair.yaml"
+    assert load_run_config(cfg, ["model.train_glimpses=7", "data.max_objects=6"]).model.train_glimpses == 7
+    assert load_run_config(cfg, ["model.train_glimpses=0", "data.max_objects=30"]).model.train_glimpses == 0
+    with pytest.raises(ValueError, match="train_glimpses 6 draws too few cells for scenes of up to data.max_objects 6"):
+        load_run_config(cfg, ["model.train_glimpses=6", "data.max_objects=6"])
+
+
 def test_a_value_of_the_wrong_type_names_the_key_and_the_type(tmp_path):
     from split_perception.training.trainer import load_run_config
 

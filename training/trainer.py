@@ -228,6 +228,11 @@ def load_run_config(path: Path, overrides: list[str] = (), out_dir: str | None =
     model_cfg = ckpt.config_from_dict(registry[model_type][0], model_raw, "model")
     data = ckpt.config_from_dict(DataConfig, raw.get("data") or {}, "data")
     train = ckpt.config_from_dict(TrainConfig, raw.get("train") or {}, "train")
+    glimpses = getattr(model_cfg, "train_glimpses", 0)
+    if glimpses and data.kind == "multi_object" and data.max_objects >= glimpses:
+        # the drawn cells must leave room for a missed object's cell beside every present one
+        raise ValueError(f"{path}: model.train_glimpses {glimpses} draws too few cells for scenes of up to "
+                         f"data.max_objects {data.max_objects} objects: set it above {data.max_objects}, or 0 (every cell)")
     out = Path(out_dir or raw.get("out_dir") or f"runs/{model_type}")
     return RunConfig(model_type, model_cfg, data, train, out, raw)
 
