@@ -234,9 +234,10 @@ def background_colour(rng: np.random.Generator, palette: Palette) -> np.ndarray:
 def contrasting_colour(rng: np.random.Generator, avoid: list[np.ndarray], min_distance: float = 110.0) -> np.ndarray:
     """A saturated sprite colour at least `min_distance` (RGB L2) away from every colour in `avoid`."""
     best, best_d = None, -1.0
+    others = np.array(avoid, dtype=np.float64).reshape(-1, 3)  # one array: the distances in one numpy call
     for _ in range(32):
         c = _hsv_colour(rng, 0.0, 1.0, sat=(0.6, 1.0), val=(0.6, 1.0))
-        d = min((float(np.linalg.norm(c - a)) for a in avoid), default=np.inf)
+        d = float(np.sqrt(((others - c) ** 2).sum(1)).min()) if len(others) else np.inf
         if d >= min_distance:
             return c
         if d > best_d:
