@@ -143,8 +143,8 @@ class SpairConfig:
     # context at the cost of a 4 x 4 crop per cell. Off by default so that older checkpoints load.
     context_colour: bool = False
     # Training only: how many cells per image are encoded, decoded and drawn (0: every cell). The
-    # glimpse path is 3/4 of a training step on the CPU (576 glimpses at batch 16 on the 6x6 grid,
-    # docs/RESULTS.md), yet a scene holds a handful of objects and an empty cell's relaxed presence
+    # glimpse path is over half of a training step on the CPU (576 glimpses at batch 16 on the 6x6
+    # grid; docs/RESULTS.md, issue 12, session 2026-12-04), yet a scene holds a handful of objects and an empty cell's relaxed presence
     # sample is near zero, so it adds almost nothing to the picture. The cells with the largest
     # presence samples are drawn; the rest count as absent in that step (their presence still
     # learns from the count prior). Keep it well above the most objects a training scene holds:
