@@ -638,11 +638,10 @@ class SplitSpair(nn.Module):
         pres_prob = torch.sigmoid(cells["pres_logit"])
         expected = self.training and step < cfg.bg_warmup_steps + cfg.expected_presence_steps
         z_pres = pres_prob if expected else cells["z_pres"]
-        drawn_boxes, drawn_depth, drawn_pres, drawn_prob = boxes, cells["z_depth"], z_pres, pres_prob
+        drawn = (boxes, cells["z_depth"], z_pres, pres_prob)
         if self.training and 0 < cfg.train_glimpses < z_pres.shape[1]:
-            drawn_boxes, drawn_depth, drawn_pres, drawn_prob = strongest_cells(
-                z_pres, cfg.train_glimpses, (boxes, cells["z_depth"], z_pres[..., None], pres_prob[..., None]))
-            drawn_pres, drawn_prob = drawn_pres[..., 0], drawn_prob[..., 0]
+            drawn = strongest_cells(z_pres, cfg.train_glimpses, drawn)
+        drawn_boxes, drawn_depth, drawn_pres, drawn_prob = drawn
         what_mean, what_logstd, z_what = self.encode_what(x, drawn_boxes, sample)
         recon, background, _ = self.render(z_what, z_local, z_bg, drawn_boxes, drawn_depth, drawn_pres, bg_estimate)
         terms["nll_x"] = gaussian_nll(x, recon, cfg.pixel_std)
@@ -677,13 +676,15 @@ class SplitSpair(nn.Module):
 
 
 def strongest_cells(z_pres: torch.Tensor, k: int, per_cell: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    """Each (B, G, C_i) tensor of `per_cell` cut to the k cells of each image with the largest
-    z_pres (B, G), as (B, k, C_i). The choice itself gets no gradient. One gather for all of them:
-    every operator is a kernel launch on a GPU."""
+    """Each (B, G) or (B, G, C_i) tensor of `per_cell` cut to the k cells of each image with the
+    largest z_pres (B, G), as (B, k) or (B, k, C_i). The choice itself gets no gradient. One gather
+    for all of them: every operator is a kernel launch on a GPU."""
     chosen = z_pres.detach().topk(k, dim=1).indices  # (B, k)
-    joined = torch.cat(per_cell, dim=-1)
+    columns = [t if t.dim() == 3 else t[..., None] for t in per_cell]
+    joined = torch.cat(columns, dim=-1)
     taken = joined.gather(1, chosen[..., None].expand(-1, -1, joined.shape[-1]))
-    return taken.split([t.shape[-1] for t in per_cell], dim=-1)
+    parts = taken.split([c.shape[-1] for c in columns], dim=-1)
+    return tuple(part if t.dim() == 3 else part[..., 0] for part, t in zip(parts, per_cell))
 
 
 def one_hue(rgb: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
