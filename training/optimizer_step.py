@@ -46,14 +46,19 @@ class FlatParameters:
 
 
 class AdamStep:
-    """zero_grad / clip + Adam step of a model's trainable parameters, flat when `flat`."""
+    """zero_grad / clip + Adam step of a model's trainable parameters, flat when `flat`.
 
-    def __init__(self, model: nn.Module, lr: float, flat: bool):
+    capturable: the update can be recorded in a CUDA graph (training.graphed_step); the learning
+    rate then lives in a device tensor that set_lr fills, so that a replayed update reads the new
+    value instead of the one it was recorded with."""
+
+    def __init__(self, model: nn.Module, lr: float, flat: bool, capturable: bool = False):
         params = [p for p in model.parameters() if p.requires_grad]
         self.flat = FlatParameters(params) if flat and params else None
         self.params = [self.flat.param] if self.flat else params
+        self.capturable = capturable
         # fused: one kernel per update instead of ~25 operator calls per parameter tensor
-        self.optimizer = torch.optim.Adam(self.params, lr=lr, fused=True)
+        self.optimizer = torch.optim.Adam(self.params, lr=lr, fused=True, capturable=capturable)
 
     def zero_grad(self) -> None:
         if self.flat:
@@ -64,7 +69,18 @@ class AdamStep:
     def clip(self, max_norm: float) -> torch.Tensor:
         return torch.nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True)
 
-    def step(self, lr: float) -> None:
+    def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            if not self.capturable:
+                group["lr"] = lr
+            elif torch.is_tensor(group["lr"]):
+                group["lr"].fill_(lr)
+            else:  # first call, or a state loaded from a checkpoint (which stores the lr as a number)
+                group["lr"] = torch.tensor(float(lr), device=self.params[0].device)
+
+    def update(self) -> None:
         self.optimizer.step()
+
+    def step(self, lr: float) -> None:
+        self.set_lr(lr)
+        self.update()

@@ -39,6 +39,7 @@ import yaml
 from split_perception.models import checkpoint as ckpt
 
 from . import dataset, scenes
+from . import graphed_step
 from .optimizer_step import AdamStep
 
 
@@ -114,6 +115,11 @@ class TrainConfig:
     # between steps 659 and 1515 on an H100 (issue 12), and no GPU was available here to find
     # which operation overflows; fp32 with TF32 matmuls (set below on CUDA) trains.
     amp: bool = False
+    # CUDA: once the model's step-dependent schedules are over (model.schedules_end), record the
+    # whole training step as a CUDA graph and replay it (training.graphed_step): one launch
+    # instead of ~2,000 kernels per step, 8x the steps/s of eager SPLIT-SPAIR at batch 64 on an
+    # H200 (docs/RESULTS.md). Ignored on the CPU.
+    cuda_graph: bool = True
     threads: int = 0  # CPU threads (0: torch default)
     # CPU: treat denormal floats as zero for the whole training process. The glimpses of absent
     # objects get gradients scaled by their tiny presence: 12-15% of the glimpse encoder's are
@@ -122,9 +128,11 @@ class TrainConfig:
     # are created, so it is set before the first torch operation of a run.
     flush_denormals: bool = True
     # Scenes (and the model's batch extras) are made in this many worker processes, ahead of the
-    # training step; 0: in the training thread; -1: auto = 0 on machines with 2 cores or fewer
-    # (measured on the 2-core dev CPU: 139 images/s in the thread, 120 with one worker competing
-    # for the cores), else min(4, cores // 4). Batches stay a pure function of the step.
+    # training step; 0: in the training thread; -1: auto. Training on the CPU: 0 on machines with
+    # 2 cores or fewer (measured on the 2-core dev CPU: 139 images/s in the thread, 120 with one
+    # worker competing for the cores), else min(4, cores // 4). On a GPU the model needs one core
+    # and data is the limit (an H200's 16 cores: 37 batches of 64 per second with 12 workers, the
+    # recorded SPLIT-SPAIR step 130): cores - 2, at most 16. Batches stay a pure function of the step.
     data_workers: int = -1
     # Folder data: validate on the held-out frames (data.holdout_every) every this many steps
     # (0: at every checkpoint), at the start of a new run and at the end; at most val_images frames
@@ -374,11 +382,13 @@ def learning_rate(tc: TrainConfig, step: int) -> float:
     return tc.lr * (1.0 - (1.0 - tc.lr_decay_to) * min(1.0, (step - start + 1) / span))
 
 
-def data_workers(setting: int) -> int:
-    """TrainConfig.data_workers resolved: -1 picks by core count (see there)."""
+def data_workers(setting: int, device_type: str = "cpu") -> int:
+    """TrainConfig.data_workers resolved: -1 picks by core count and device (see there)."""
     if setting >= 0:
         return setting
     cores = os.cpu_count() or 1
+    if device_type == "cuda":
+        return max(1, min(16, cores - 2))
     return 0 if cores <= 2 else min(4, cores // 4)
 
 
@@ -591,7 +601,8 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
         model.load_state_dict(loaded.state_dict())
     elif init:
         info = load_init_weights(model, run, Path(init))
-    adam = make_adam(model, run, world)  # once the weights are in: flattening rewires them
+    capturable = tc.cuda_graph and device.type == "cuda" and world == 1
+    adam = make_adam(model, run, world, capturable)  # once the weights are in: flattening rewires them
     if resuming:
         saved = _saved_extras(weights)
         try:
@@ -630,6 +641,15 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
         say("no validation: no held-out frames (data.holdout_every 0, or folders shorter than it) or train.val_images 0")
     validate_every = tc.validate_every or tc.checkpoint_every
     amp = tc.amp and device.type == "cuda"
+    graph_from, graphed = None, None  # model steps from graph_from on are replayed from a recording
+    if tc.cuda_graph:
+        why = graphed_step.why_not(device, world, adam.flat is not None, capturable)
+        if why is None and not hasattr(model_cls, "schedules_end"):
+            why = f"{run.model_type} does not say from which step its forward stops depending on the step"
+        if why:
+            say(f"train.cuda_graph: off ({why})")
+        else:
+            graph_from = model_cls.schedules_end(run.model)
     log_path = out / "metrics.csv"
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -658,25 +678,48 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
         say(f"validation at step {step} ({row['images']} held-out frames): loss {row['loss']:.4g}, "
             f"mse {row['mse']:.4g}{extra}")
 
+    def one_step(x: torch.Tensor, extras: dict, model_step: int) -> tuple[dict, torch.Tensor]:
+        """Forward, backward, clipping and the Adam update (at the lr set before): the part of a
+        step that train.cuda_graph records."""
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            terms = ddp_model(x, step=model_step, **extras)
+        adam.zero_grad()
+        terms["loss"].backward()
+        grad_norm = adam.clip(tc.grad_clip)
+        adam.update()
+        # detached: no autograd graph outlives its step (a kept one makes CUDA graph recording warn)
+        return {k: v.detach() if torch.is_tensor(v) else v for k, v in terms.items()}, grad_norm
+
     step = start
     previous_handlers = _stop_on_termination_signals()
     try:
         if start == 0 and start < tc.steps:
             validate(0)  # the starting point: the init checkpoint (or random weights) on the held-out frames
         extras_fn = functools.partial(model_cls.batch_extras, run.model) if hasattr(model_cls, "batch_extras") else None
-        for step, x, extras in batches(stream, start, tc.steps, data_workers(tc.data_workers), extras_fn):
+        for step, x, extras in batches(stream, start, tc.steps, data_workers(tc.data_workers, device.type), extras_fn):
             x = x.to(device, non_blocking=True)
             extras = {k: v.to(device, non_blocking=True) for k, v in extras.items()}
             ddp_model.train()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                terms = ddp_model(x, step=step + schedule_offset, **extras)
+            adam.set_lr(learning_rate(tc, step))
+            if graph_from is not None and step + schedule_offset >= graph_from:
+                if graphed is None:
+                    model_step = step + schedule_offset  # frozen into the recording
+                    graphed = graphed_step.GraphedStep(functools.partial(one_step, model_step=model_step))
+                    say(f"train.cuda_graph: the step is recorded as a CUDA graph from step {step} on")
+                try:
+                    terms, grad_norm = graphed(x, extras)
+                except RuntimeError as e:
+                    if graphed.graph is not None:
+                        raise
+                    # a recording that fails runs nothing: this step is taken eagerly instead
+                    say(f"train.cuda_graph: off (recording failed: {e})")
+                    graph_from = None
+                    terms, grad_norm = one_step(x, extras, step + schedule_offset)
+            else:
+                terms, grad_norm = one_step(x, extras, step + schedule_offset)
             loss = terms["loss"]
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {float(loss)} at step {step}; last good checkpoint kept in {out}")
-            adam.zero_grad()
-            loss.backward()
-            grad_norm = adam.clip(tc.grad_clip)
-            adam.step(learning_rate(tc, step))
             steps_since += 1
             if rank == 0 and ((step + 1) % tc.log_every == 0 or step + 1 == tc.steps):
                 now = time.perf_counter()
@@ -706,12 +749,13 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
     return last
 
 
-def make_adam(model: torch.nn.Module, run: RunConfig, world: int = 1) -> AdamStep:
+def make_adam(model: torch.nn.Module, run: RunConfig, world: int = 1, capturable: bool = False) -> AdamStep:
     """The trainer's update, made once the weights are loaded (flattening rewires them): flat
     when every parameter learns from the first step and there is one process (DDP keeps its own
-    per-tensor gradient buckets)."""
+    per-tensor gradient buckets); capturable for train.cuda_graph."""
     learns = getattr(type(model), "every_parameter_learns_from_step_0", None)
-    return AdamStep(model, run.train.lr, flat=world == 1 and learns is not None and learns(run.model))
+    flat = world == 1 and learns is not None and learns(run.model)
+    return AdamStep(model, run.train.lr, flat=flat, capturable=capturable and flat)
 
 
 def _interrupt(signum, frame):

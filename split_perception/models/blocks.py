@@ -27,6 +27,9 @@ def bernoulli_kl(q: torch.Tensor, p: torch.Tensor, eps: float = 1e-6, p_eps: flo
     """KL(Bern(q) || Bern(p)), elementwise, with q clamped to [eps, 1 - eps] and p to [p_eps, 1 - p_eps]
     (p_eps defaults to eps)."""
     p_eps = eps if p_eps is None else p_eps
+    # in fp32 also under bf16 autocast: there 1 - 1e-6 rounds to 1, and log1p(-1) * 0 is NaN (the
+    # first non-finite value of bf16 SPLIT-SPAIR training on a GPU, benchmarks/bf16_overflow.py)
+    q, p = q.float(), p.float()
     # hardtanh is clamp with a one-operator backward (clamp's takes about 15 operator calls)
     q = F.hardtanh(q, eps, 1 - eps)
     p = F.hardtanh(p, p_eps, 1 - p_eps)

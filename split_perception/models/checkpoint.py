@@ -196,6 +196,13 @@ def load_checkpoint(path: Path, expected_type: str | None = None, map_location: 
 
 
 # ------------------------------------------------------------------ optimizer state (resume)
+def _number_of_scalar_tensor(value):
+    """JSON for a capturable optimizer's lr, which lives in a 0-d tensor (training.optimizer_step)."""
+    if torch.is_tensor(value) and value.dim() == 0:
+        return value.item()
+    raise TypeError(f"optimizer param group value {value!r} is not JSON serialisable")
+
+
 def save_optimizer(path: Path, optimizer: torch.optim.Optimizer, extra: dict) -> None:
     """Optimizer state as flat tensors + JSON param groups in safetensors metadata."""
     sd = optimizer.state_dict()
@@ -204,7 +211,7 @@ def save_optimizer(path: Path, optimizer: torch.optim.Optimizer, extra: dict) ->
         for name, value in st.items():
             t = value if torch.is_tensor(value) else torch.tensor(value)
             tensors[f"{pid}.{name}"] = t.detach().contiguous().cpu()
-    meta = {"param_groups": json.dumps(sd["param_groups"]), "extra": json.dumps(extra)}
+    meta = {"param_groups": json.dumps(sd["param_groups"], default=_number_of_scalar_tensor), "extra": json.dumps(extra)}
     atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 

@@ -284,6 +284,12 @@ class Monet(nn.Module):
         trainer then updates all parameters as one flat tensor, training.optimizer_step)."""
         return True
 
+    @staticmethod
+    def schedules_end(cfg: MonetConfig) -> int:
+        """forward() never depends on the step: a training step can be recorded as a CUDA graph
+        from the first one on (training.graphed_step)."""
+        return 0
+
     def encode_slots(self, x: torch.Tensor, log_masks: torch.Tensor):
         """Per-slot posterior (B, K, D) means and log-stds, all slots in one batch."""
         b, k = log_masks.shape[:2]

@@ -214,7 +214,7 @@ def _count_prior_table_np(cells: int, log_rho: float) -> np.ndarray:
     return table
 
 
-def count_prior_table(cells: int, rho: float) -> torch.Tensor:
+def count_prior_table(cells: int, rho: float, device: torch.device | str = "cpu") -> torch.Tensor:
     """SPAIR's count prior turned into per-cell Bernoulli priors.
 
     The prior picks a count N with p(N=n) ~ rho^n (n = 0..cells), then which cells hold
@@ -227,7 +227,14 @@ def count_prior_table(cells: int, rho: float) -> torch.Tensor:
     step, and building it from torch scalars cost ~15,000 operator calls per training step.
     """
     log_rho = round(math.log(max(rho, 1e-12)), 6)
-    return torch.from_numpy(_count_prior_table_np(cells, log_rho)).float()
+    return _count_prior_table_on(cells, log_rho, torch.device(device))
+
+
+@functools.lru_cache(maxsize=16)
+def _count_prior_table_on(cells: int, log_rho: float, device: torch.device) -> torch.Tensor:
+    # one copy per device: on a GPU a host-to-device copy every step would wait for the host, and
+    # a training step recorded as a CUDA graph (training.graphed_step) may not copy from the host
+    return torch.from_numpy(_count_prior_table_np(cells, log_rho)).float().to(device)
 
 
 def annealed_rho(cfg: SpairConfig, step: int) -> float:
@@ -596,6 +603,13 @@ class SplitSpair(nn.Module):
         return cfg.bg_warmup_steps == 0
 
     @staticmethod
+    def schedules_end(cfg: SpairConfig) -> int:
+        """The model step from which forward() no longer depends on the step (background warm-up,
+        expected presence and the count-prior annealing are over): from there a training step can be
+        recorded once and replayed (training.graphed_step)."""
+        return cfg.bg_warmup_steps + max(cfg.expected_presence_steps, cfg.count_prior_anneal_steps)
+
+    @staticmethod
     def batch_extras(cfg: SpairConfig, x: torch.Tensor) -> dict:
         """What forward() needs besides x that depends on x alone and has no gradient: the trainer
         computes it in its data workers, off the training thread (the spectral fit is ~2 ms/image)."""
@@ -667,7 +681,7 @@ class SplitSpair(nn.Module):
     def pres_kl(self, pres_prob: torch.Tensor, z_pres: torch.Tensor, step: int) -> torch.Tensor:
         """Sum over cells of KL(q(z_pres) || p(z_pres | objects so far)) under the count prior."""
         g = pres_prob.shape[1]
-        table = count_prior_table(g, annealed_rho(self.cfg, step)).to(pres_prob.device)
+        table = count_prior_table(g, annealed_rho(self.cfg, step), pres_prob.device)
         # objects among earlier cells, from the (hard-rounded) samples: the prior gets no gradient
         hard = (z_pres.detach() > 0.5).float()
         so_far = torch.cumsum(hard, 1) - hard
