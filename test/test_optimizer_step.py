@@ -17,11 +17,11 @@ def _images(seed: int, size: int = 24) -> torch.Tensor:
     return torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
 
-def _train(flat: bool, steps: int = 3) -> dict:
+def _train(flat: bool, steps: int = 3, capturable: bool = False) -> dict:
     torch.manual_seed(0)
     cfg = SpairConfig(**TINY_SPAIR)
     model = SplitSpair(cfg)
-    update = AdamStep(model, lr=1e-3, flat=flat)
+    update = AdamStep(model, lr=1e-3, flat=flat, capturable=capturable)
     for step in range(steps):
         torch.manual_seed(100 + step)  # the same samples in both runs
         x = _images(step)
@@ -29,7 +29,7 @@ def _train(flat: bool, steps: int = 3) -> dict:
         update.zero_grad()
         loss.backward()
         update.clip(1.0)
-        update.step(1e-3)
+        update.step(1e-3 / (step + 1))  # a changing lr, as under train.lr_decay_steps
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -40,6 +40,30 @@ def test_flat_update_trains_exactly_as_per_tensor_adam():
     assert len(moved) > 50  # it trained
     for k in per_tensor:
         torch.testing.assert_close(flat[k], per_tensor[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_capturable_adam_reads_each_steps_lr_from_its_tensor():
+    """train.cuda_graph's update (lr in a device tensor that set_lr fills) trains as the plain one."""
+    flat, capturable = _train(flat=True), _train(flat=True, capturable=True)
+    for k in flat:
+        torch.testing.assert_close(capturable[k], flat[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_a_capturable_optimizer_state_is_saved_and_resumed(tmp_path):
+    model = SplitSpair(SpairConfig(**TINY_SPAIR))
+    update = AdamStep(model, lr=1e-3, flat=True, capturable=True)
+    x = _images(0)
+    model(x, step=5000)["loss"].backward()
+    update.step(2e-4)
+    assert torch.is_tensor(update.optimizer.param_groups[0]["lr"])
+    path = tmp_path / "optimizer.safetensors"
+    ckpt.save_optimizer(path, update.optimizer, {"step": 1})  # the lr tensor is stored as a number
+    again = AdamStep(SplitSpair(SpairConfig(**TINY_SPAIR)), lr=1e-3, flat=True, capturable=True)
+    assert ckpt.load_optimizer(path, again.optimizer) == {"step": 1}
+    assert again.optimizer.param_groups[0]["lr"] == pytest.approx(2e-4)
+    again.set_lr(5e-5)  # back in a tensor, which a recorded update would read
+    assert torch.is_tensor(again.optimizer.param_groups[0]["lr"]) and float(again.optimizer.param_groups[0]["lr"]) == pytest.approx(5e-5)
+    torch.testing.assert_close(again.optimizer.state[again.params[0]]["exp_avg"], update.optimizer.state[update.params[0]]["exp_avg"])
 
 
 def test_flat_views_survive_zero_grad_and_a_checkpoint(tmp_path):

@@ -642,7 +642,7 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
     validate_every = tc.validate_every or tc.checkpoint_every
     amp = tc.amp and device.type == "cuda"
     graph_from, graphed = None, None  # model steps from graph_from on are replayed from a recording
-    if tc.cuda_graph:
+    if tc.cuda_graph and device.type == "cuda":  # on the CPU the setting is ignored, silently
         why = graphed_step.why_not(device, world, adam.flat is not None, capturable)
         if why is None and not hasattr(model_cls, "schedules_end"):
             why = f"{run.model_type} does not say from which step its forward stops depending on the step"

@@ -1,0 +1,62 @@
+"""What train.cuda_graph relies on, checked on the CPU (recording itself needs a GPU:
+benchmarks/bench_cuda.py and benchmarks/gpu_recipe.sh run it there)."""
+import pytest
+import torch
+
+from split_perception.models.blocks import bernoulli_kl
+from split_perception.models.monet import Monet, MonetConfig
+from split_perception.models.spair import SpairConfig, SplitSpair
+from split_perception.training import graphed_step, trainer
+
+TINY_SPAIR = dict(image_size=24, hidden=32, z_what=8, z_local=4, z_bg=4, bg_warmup_steps=0,
+                  expected_presence_steps=300, count_prior_start=0.5, count_prior_end=1e-3, count_prior_anneal_steps=700)
+
+
+def _loss(model, x, step: int) -> float:
+    torch.manual_seed(7)  # the same samples at every step
+    return float(model(x, step=step)["loss"].detach())
+
+
+@pytest.mark.parametrize("model", [SplitSpair(SpairConfig(**TINY_SPAIR)), SplitSpair(SpairConfig(**{**TINY_SPAIR, "bg_warmup_steps": 200})),
+                                   Monet(MonetConfig(image_size=32, slots=3, attention="resnet18"))])
+def test_forward_stops_depending_on_the_step_at_schedules_end(model):
+    """A recorded step freezes the step number: from schedules_end on, every step must give the
+    same forward (and before it, the schedules must still be moving, or the bound is too late)."""
+    end = type(model).schedules_end(model.cfg)
+    x = torch.rand(2, 3, model.cfg.image_size, model.cfg.image_size, generator=torch.Generator().manual_seed(0))
+    model.train()
+    at_end = _loss(model, x, end)
+    assert _loss(model, x, end + 1) == at_end and _loss(model, x, end + 10_000) == at_end
+    if end > 0:
+        assert _loss(model, x, end - 1) != at_end
+
+
+def test_schedules_end_is_the_last_schedule():
+    cfg = SpairConfig(**{**TINY_SPAIR, "bg_warmup_steps": 200})
+    assert SplitSpair.schedules_end(cfg) == 200 + 700
+    assert SplitSpair.schedules_end(SpairConfig(**{**TINY_SPAIR, "expected_presence_steps": 900})) == 900
+
+
+def test_why_a_step_cannot_be_recorded():
+    cuda = torch.device("cuda")
+    assert graphed_step.why_not(cuda, 1, flat=True, capturable=True) is None
+    assert "CUDA device" in graphed_step.why_not(torch.device("cpu"), 1, True, True)
+    assert "DDP" in graphed_step.why_not(cuda, 2, True, True)
+    assert "warm-up" in graphed_step.why_not(cuda, 1, False, True)
+    assert "capturable" in graphed_step.why_not(cuda, 1, True, False)
+
+
+def test_bernoulli_kl_stays_finite_for_bf16_probabilities_near_one():
+    """bf16 training went NaN here on a GPU: 1 - 1e-6 is 1 in bf16, and log1p(-1) * 0 is NaN."""
+    q = torch.tensor([1.0, 0.0, 0.5, 0.999], dtype=torch.bfloat16)
+    p = torch.tensor([1e-7, 0.5, 0.5, 1.0], dtype=torch.bfloat16)
+    kl = bernoulli_kl(q, p, p_eps=1e-6)
+    assert kl.dtype == torch.float32 and torch.isfinite(kl).all()
+    torch.testing.assert_close(kl, bernoulli_kl(q.float(), p.float(), p_eps=1e-6))
+
+
+def test_data_workers_by_device():
+    cores = __import__("os").cpu_count()
+    assert trainer.data_workers(3, "cuda") == 3
+    assert trainer.data_workers(-1, "cuda") == max(1, min(16, cores - 2))
+    assert trainer.data_workers(-1, "cpu") == (0 if cores <= 2 else min(4, cores // 4))
