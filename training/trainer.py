@@ -111,9 +111,9 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 500
     device: str = "auto"  # auto | cpu | cuda
-    # bf16 autocast on CUDA. Off by default: with it, SPAIR and SPLIT-SPAIR training hit a NaN loss
-    # between steps 659 and 1515 on an H100 (issue 12), and no GPU was available here to find
-    # which operation overflows; fp32 with TF32 matmuls (set below on CUDA) trains.
+    # bf16 autocast on CUDA. Off by default: at these model sizes it is slower than fp32 with TF32
+    # matmuls (SPLIT-SPAIR batch 64 on an H200: 12.9 vs 16.2 steps/s eager, the casts are ~500 more
+    # kernels per step). Its NaN (step ~1,000, issue 12) came from bernoulli_kl, now always fp32.
     amp: bool = False
     # CUDA: once the model's step-dependent schedules are over (model.schedules_end), record the
     # whole training step as a CUDA graph and replay it (training.graphed_step): one launch
