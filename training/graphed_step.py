@@ -12,7 +12,8 @@ same every time (`why_not` says what is missing):
 * a forward that no longer depends on the step number: the model's Python branches and constants
   of the step at recording time are frozen into the graph, so the trainer records only from
   `model.schedules_end(cfg)` on;
-* batches of one shape, copied into the recording's input tensors before each replay.
+* batches of one shape, copied into the recording's input tensors before each replay (a batch of
+  another shape is stepped eagerly).
 Random numbers (presence samples, patch shuffles) stay random: each replay advances the CUDA
 generator's offset.
 """
@@ -64,6 +65,8 @@ class GraphedStep:
         if self.graph is None:
             self._record(x, extras)
         static_x, static_extras = self.inputs
+        if x.shape != static_x.shape or any(v.shape != static_extras[k].shape for k, v in extras.items()):
+            return self.step_fn(x, extras)  # a batch of another shape than the recording's: eagerly
         static_x.copy_(x, non_blocking=True)
         for k, v in extras.items():
             static_extras[k].copy_(v, non_blocking=True)
