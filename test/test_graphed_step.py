@@ -60,3 +60,24 @@ def test_data_workers_by_device():
     assert trainer.data_workers(3, "cuda") == 3
     assert trainer.data_workers(-1, "cuda") == max(1, min(16, cores - 2))
     assert trainer.data_workers(-1, "cpu") == (0 if cores <= 2 else min(4, cores // 4))
+
+
+def test_a_failed_recording_leaves_every_step_to_run_eagerly(monkeypatch):
+    """Recording runs nothing, so a failure loses no step: that batch and every later one is
+    stepped eagerly, and `failure` gives the trainer the reason to log."""
+    seen = []
+
+    def step_fn(x, extras):
+        seen.append(float(x.sum()))
+        return {"loss": x.sum()}, x.new_zeros(())
+
+    def refuse(*args):
+        raise RuntimeError("operation not permitted when stream is capturing\n(details)")
+
+    monkeypatch.setattr(torch.cuda, "synchronize", refuse)  # the first thing recording does
+    step = graphed_step.GraphedStep(step_fn, warmup=0)
+    terms, _ = step(torch.ones(2), {})
+    assert step.failure == "operation not permitted when stream is capturing" and step.graph is None
+    assert float(terms["loss"]) == 2.0
+    step(torch.full((3,), 2.0), {})
+    assert seen == [2.0, 6.0]

@@ -43,7 +43,8 @@ class GraphedStep:
     """step_fn(x, extras) -> (terms, grad_norm), run `warmup` times eagerly on a side stream
     (lazy initialisation: cuBLAS handles, Adam's state) and then recorded on the next batch;
     every later call copies its batch in and replays. The returned tensors are the recording's:
-    they are overwritten by the next call."""
+    they are overwritten by the next call. When recording fails (it runs nothing), `failure` says
+    why and every call from then on runs step_fn eagerly."""
 
     def __init__(self, step_fn: StepFn, warmup: int = 3):
         self.step_fn = step_fn
@@ -52,9 +53,12 @@ class GraphedStep:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.inputs: tuple[torch.Tensor, dict] | None = None
         self.outputs: tuple[dict, torch.Tensor] | None = None
+        self.failure: str | None = None
 
     def __call__(self, x: torch.Tensor, extras: dict) -> tuple[dict, torch.Tensor]:
         self.calls += 1
+        if self.failure is not None:
+            return self.step_fn(x, extras)
         if self.graph is None and self.calls <= self.warmup:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
@@ -63,7 +67,11 @@ class GraphedStep:
             torch.cuda.current_stream().wait_stream(side)
             return out
         if self.graph is None:
-            self._record(x, extras)
+            try:
+                self._record(x, extras)
+            except RuntimeError as e:
+                self.failure = str(e).splitlines()[0] if str(e) else type(e).__name__
+                return self.step_fn(x, extras)
         static_x, static_extras = self.inputs
         if x.shape != static_x.shape or any(v.shape != static_extras[k].shape for k, v in extras.items()):
             return self.step_fn(x, extras)  # a batch of another shape than the recording's: eagerly

@@ -38,8 +38,7 @@ import yaml
 
 from split_perception.models import checkpoint as ckpt
 
-from . import dataset, scenes
-from . import graphed_step
+from . import dataset, graphed_step, scenes
 from .optimizer_step import AdamStep
 
 
@@ -706,15 +705,10 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
                     model_step = step + schedule_offset  # frozen into the recording
                     graphed = graphed_step.GraphedStep(functools.partial(one_step, model_step=model_step))
                     say(f"train.cuda_graph: the step is recorded as a CUDA graph from step {step} on")
-                try:
-                    terms, grad_norm = graphed(x, extras)
-                except RuntimeError as e:
-                    if graphed.graph is not None:
-                        raise
-                    # a recording that fails runs nothing: this step is taken eagerly instead
-                    say(f"train.cuda_graph: off (recording failed: {e})")
+                terms, grad_norm = graphed(x, extras)
+                if graphed.failure:  # this step ran eagerly, and so will the rest
+                    say(f"train.cuda_graph: off (recording failed: {graphed.failure})")
                     graph_from = None
-                    terms, grad_norm = one_step(x, extras, step + schedule_offset)
             else:
                 terms, grad_norm = one_step(x, extras, step + schedule_offset)
             loss = terms["loss"]
