@@ -64,6 +64,13 @@ def test_a_capturable_optimizer_state_is_saved_and_resumed(tmp_path):
     again.set_lr(5e-5)  # back in a tensor, which a recorded update would read
     assert torch.is_tensor(again.optimizer.param_groups[0]["lr"]) and float(again.optimizer.param_groups[0]["lr"]) == pytest.approx(5e-5)
     torch.testing.assert_close(again.optimizer.state[again.params[0]]["exp_avg"], update.optimizer.state[update.params[0]]["exp_avg"])
+    plain = AdamStep(SplitSpair(SpairConfig(**TINY_SPAIR)), lr=1e-3, flat=True)  # a run on the CPU saves capturable off
+    plain_path = tmp_path / "plain.safetensors"
+    ckpt.save_optimizer(plain_path, plain.optimizer, {"step": 0})
+    ckpt.load_optimizer(plain_path, again.optimizer)
+    assert again.optimizer.param_groups[0]["capturable"] is False  # what the file said
+    again.state_loaded()
+    assert again.optimizer.param_groups[0]["capturable"] is True
 
 
 def test_flat_views_survive_zero_grad_and_a_checkpoint(tmp_path):

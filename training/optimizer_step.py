@@ -69,6 +69,12 @@ class AdamStep:
     def clip(self, max_norm: float) -> torch.Tensor:
         return torch.nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True)
 
+    def state_loaded(self) -> None:
+        """To call after optimizer.load_state_dict: the saved param groups replace this optimizer's
+        settings, and a state saved by a run on the CPU must not turn capturable off here."""
+        for group in self.optimizer.param_groups:
+            group["capturable"] = self.capturable
+
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             if not self.capturable:

@@ -606,6 +606,7 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
         saved = _saved_extras(weights)
         try:
             start = int(ckpt.load_optimizer(opt_file, adam.optimizer)["step"])
+            adam.state_loaded()
         except ValueError as e:  # a state of another layout (per-tensor vs flat): the weights still count
             start = int(saved.get("step", 0))
             say(f"{opt_file}: {e}; Adam restarts from the step-{start} weights")
