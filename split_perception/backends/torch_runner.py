@@ -10,6 +10,7 @@ off for the runner (`graph_note` says why) and the eager forward serves.
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,9 @@ class TorchRunner:
 
 
 MAX_RECORDINGS = 4  # input shapes recorded per runner; frames of other shapes run eagerly
+# one recording at a time in a process (two nodes' runners may share one); each records in its own
+# thread's capture mode, so the other threads' CUDA work (another runner's replays) may go on
+_RECORDING_LOCK = threading.Lock()
 
 
 class _Recording:
@@ -88,7 +92,7 @@ class _Recording:
                 eager = forward(self.device_in)
         torch.cuda.current_stream(device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with _RECORDING_LOCK, torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.device_out = forward(self.device_in)
         self.host_out = [torch.empty(o.shape, dtype=o.dtype, pin_memory=True) for o in self.device_out]
         replayed = self(example)
