@@ -681,7 +681,8 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
     def one_step(x: torch.Tensor, extras: dict, model_step: int) -> tuple[dict, torch.Tensor]:
         """Forward, backward, clipping and the Adam update (at the lr set before): the part of a
         step that train.cuda_graph records."""
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        # autocast's cache of cast weights must not outlive a recording (PyTorch's CUDA graph notes)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp, cache_enabled=graph_from is None):
             terms = ddp_model(x, step=model_step, **extras)
         adam.zero_grad()
         terms["loss"].backward()
