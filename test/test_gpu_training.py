@@ -1,12 +1,18 @@
-"""What train.cuda_graph relies on, checked on the CPU (recording itself needs a GPU:
-benchmarks/bench_cuda.py and benchmarks/gpu_recipe.sh run it there)."""
+"""What GPU training relies on, checked on the CPU: train.cuda_graph (recording itself needs a
+GPU: benchmarks/bench_cuda.py and benchmarks/gpu_recipe.sh run it there) and bf16 autocast."""
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
+from split_perception.models import checkpoint as ckpt
 from split_perception.models.blocks import bernoulli_kl
 from split_perception.models.monet import Monet, MonetConfig
 from split_perception.models.spair import SpairConfig, SplitSpair
 from split_perception.training import graphed_step, trainer
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY_SPAIR = dict(image_size=24, hidden=32, z_what=8, z_local=4, z_bg=4, bg_warmup_steps=0,
                   expected_presence_steps=300, count_prior_start=0.5, count_prior_end=1e-3, count_prior_anneal_steps=700)
@@ -55,8 +61,28 @@ def test_bernoulli_kl_stays_finite_for_bf16_probabilities_near_one():
     torch.testing.assert_close(kl, bernoulli_kl(q.float(), p.float(), p_eps=1e-6))
 
 
+def test_the_shipped_model_trains_under_bf16_autocast_without_nan():
+    """On a GPU bf16 training went NaN (kl_pres); the shipped weights, whose presences saturate, show
+    it on the CPU's bf16 autocast too: NaN at the first step before bernoulli_kl computed in fp32."""
+    model, _, _ = ckpt.load_checkpoint(ROOT / "split_perception/weights/split_spair.safetensors")
+    run = trainer.load_run_config(ROOT / "config/train_split_spair.yaml", [], "unused")
+    x = trainer.make_stream(run.data, 8).batch(0)
+    model.train()
+    losses = {}
+    for bf16 in (False, True):
+        torch.manual_seed(0)
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            terms = model(x, step=5000)
+        terms["loss"].backward()
+        grads = torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None])
+        assert torch.isfinite(terms["kl_pres"]) and torch.isfinite(grads).all(), bf16
+        losses[bf16] = float(terms["loss"].detach())
+    assert abs(losses[True] - losses[False]) < 0.01 * abs(losses[False]), losses
+
+
 def test_data_workers_by_device():
-    cores = __import__("os").cpu_count()
+    cores = os.cpu_count()
     assert trainer.data_workers(3, "cuda") == 3
     assert trainer.data_workers(-1, "cuda") == max(1, min(16, cores - 2))
     assert trainer.data_workers(-1, "cpu") == (0 if cores <= 2 else min(4, cores // 4))
