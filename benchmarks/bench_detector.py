@@ -225,6 +225,7 @@ class Row:
     weights: Path | None = None  # new: a checkpoint to load
     old_shipped_weights: bool = False  # old: the weights its commit shipped
     overrides: tuple[str, ...] = ()  # new: config settings changed, as `split-perception train --set`
+    old_config: Path | None = None  # old: its config at that commit, if not the new row's path
 
 
 def measure_row(row: Row, path: Path, batch_arg: int | None, steps: int, tmp: Path, rev: str, threads: int) -> dict:
@@ -238,7 +239,7 @@ def measure_row(row: Row, path: Path, batch_arg: int | None, steps: int, tmp: Pa
     if row.kind == "new":
         s, config_batch = new_setup(path, row.weights, row.name, row.overrides)
     else:
-        s, config_batch = old_setup(path, tmp, rev, row.old_shipped_weights, row.name), None
+        s, config_batch = old_setup(row.old_config or path, tmp, rev, row.old_shipped_weights, row.name), None
     batch = batch_arg or config_batch or 16
     result = {"name": s.name, "batch": batch, "split": bool(getattr(s.model.cfg, "split", False)), "machine": machine()}
     result["ops"] = op_counts(s, batch)
@@ -275,8 +276,9 @@ def print_row(name: str, ops: list[int], rates: dict) -> None:
 
 
 def bench(path: Path, batch_arg: int | None, steps: int, tmp: Path, rev: str = BASELINE, threads: int = 0,
-          trained: Path | None = None, variant: tuple[str, ...] = ()) -> None:
-    new_row, old_row = Row("new", "new (working tree)", True), Row("old", f"old ({rev})", False)
+          trained: Path | None = None, variant: tuple[str, ...] = (), old_config: Path | None = None) -> None:
+    old_name = f"old ({rev}{', ' + old_config.name if old_config else ''})"
+    new_row, old_row = Row("new", "new (working tree)", True), Row("old", old_name, False, old_config=old_config)
     rows = [new_row, old_row]
     if trained is not None:
         on_row = Row("new", "new, shipped weights", True, trained)
@@ -333,6 +335,9 @@ def main() -> None:
     ap.add_argument("--configs", type=Path, nargs="+",
                     default=[ROOT / "config" / "train_split_spair.yaml", ROOT / "config" / "train_spair.yaml"])
     ap.add_argument("--no-trained", action="store_true", help="skip the shipped-weights rows")
+    ap.add_argument("--old-config", type=Path, default=None,
+                    help="the old rows' config at the baseline commit (default: each --configs path), e.g. to "
+                         "compare config/train_split_spair_stage1.yaml with the baseline's config/train_split_spair.yaml")
     ap.add_argument("--variant", nargs="+", default=[], metavar="KEY=VALUE",
                     help="one more shipped-weights row with these config settings changed (e.g. model.train_glimpses=12)")
     args = ap.parse_args()
@@ -341,7 +346,8 @@ def main() -> None:
         for path in args.configs:
             path = path.resolve()
             trained = None if args.no_trained or path != shipped_config else ROOT / "split_perception" / "weights" / "split_spair.safetensors"
-            bench(path, args.batch, args.steps, Path(tmp), args.baseline, args.threads, trained, tuple(args.variant))
+            old_config = (ROOT / args.old_config).resolve() if args.old_config else None
+            bench(path, args.batch, args.steps, Path(tmp), args.baseline, args.threads, trained, tuple(args.variant), old_config)
 
 
 if __name__ == "__main__":
