@@ -587,6 +587,28 @@ def test_sprite_turns_make_objects_as_wide_as_tall_and_off_changes_nothing():
     np.testing.assert_array_equal(scenes.generate(plain, 0, 7).image, scenes.generate(off, 0, 7).image)
 
 
+def test_object_colours_any_adds_dark_and_greyish_objects_and_bright_is_unchanged():
+    """"any" draws what a camera also sees (dark, greyish, nearer the wall's colour); "bright" (the
+    default) draws exactly the colours every earlier model was trained on."""
+    import colorsys
+
+    def object_hsv(cfg):
+        hsv = []
+        for i in range(60):
+            s = scenes.generate(cfg, 5, i)
+            hsv += [colorsys.rgb_to_hsv(*(s.image[m][0] / 255.0)) for m in s.masks]
+        return np.array(hsv)
+
+    bright = object_hsv(scenes.MultiObjectConfig(min_objects=2))
+    anyc = object_hsv(scenes.MultiObjectConfig(min_objects=2, object_colours="any"))
+    assert bright[:, 1].min() >= 0.59 and bright[:, 2].min() >= 0.59  # saturation, value >= 0.6 (uint8 rounding)
+    assert (anyc[:, 2] < 0.5).mean() > 0.2 and (anyc[:, 1] < 0.5).mean() > 0.2
+    default, explicit = scenes.MultiObjectConfig(background="texture"), scenes.MultiObjectConfig(background="texture", object_colours="bright")
+    np.testing.assert_array_equal(scenes.generate(default, 0, 3).image, scenes.generate(explicit, 0, 3).image)
+    with pytest.raises(ValueError, match="object_colours"):
+        scenes.MultiObjectConfig(object_colours="pastel")
+
+
 def test_same_colour_prob_makes_objects_share_colours_that_still_stand_out():
     def shared(p):
         cfg = scenes.room_kind_config("room_rich", same_colour_prob=p, object_shading=0.0, min_objects=3)

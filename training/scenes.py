@@ -106,9 +106,12 @@ class MultiObjectConfig:
     # stay as they were): digits are most of the sprite banks and stand upright (boxes 10 x 14 px on
     # average), so a model trained on them alone learns that objects are tall
     sprite_turns: bool = False
+    object_colours: str = "bright"  # OBJECT_COLOURS: "bright" (draws as before) or "any"
 
     def __post_init__(self):
         _require_fractions(self, "touching_prob", "overlap_prob", "min_visible_fraction")
+        if self.object_colours not in OBJECT_COLOURS:
+            raise ValueError(f"object_colours must be one of {', '.join(OBJECT_COLOURS)}, got {self.object_colours!r}")
         if self.background not in BACKGROUNDS:
             raise ValueError(f"unknown background {self.background!r}; kinds: {BACKGROUNDS}")
         if self.sprites not in SPRITE_KINDS:
@@ -231,12 +234,22 @@ def background_colour(rng: np.random.Generator, palette: Palette) -> np.ndarray:
     return _hsv_colour(rng, (b + 0.1) / _HUE_BINS, (b + 0.9) / _HUE_BINS, sat=(0.3, 0.8), val=(0.3, 0.8))
 
 
-def contrasting_colour(rng: np.random.Generator, avoid: list[np.ndarray], min_distance: float = 110.0) -> np.ndarray:
-    """A saturated sprite colour at least `min_distance` (RGB L2) away from every colour in `avoid`."""
+# Object colours (MultiObjectConfig.object_colours): (saturation range, value range, least RGB L2
+# distance from the background's colours and the other objects'). "bright": saturated, light and far
+# from everything, as every model before 2026-12-04 (2) was trained. "any": what a camera sees as
+# well, dark, greyish and nearer the wall's colour: on scenes of an outside generator
+# (benchmarks/outside_scenes.py) the shipped model missed most such objects.
+OBJECT_COLOURS = {"bright": ((0.6, 1.0), (0.6, 1.0), 110.0), "any": ((0.15, 1.0), (0.2, 1.0), 70.0)}
+
+
+def contrasting_colour(rng: np.random.Generator, avoid: list[np.ndarray], min_distance: float = 110.0,
+                       sat=(0.6, 1.0), val=(0.6, 1.0)) -> np.ndarray:
+    """A sprite colour (saturation and value drawn from `sat`, `val`) at least `min_distance` (RGB L2)
+    away from every colour in `avoid`."""
     best, best_d = None, -1.0
     others = np.array(avoid, dtype=np.float64).reshape(-1, 3)  # one array: the distances in one numpy call
     for _ in range(32):
-        c = _hsv_colour(rng, 0.0, 1.0, sat=(0.6, 1.0), val=(0.6, 1.0))
+        c = _hsv_colour(rng, 0.0, 1.0, sat=sat, val=val)
         d = float(np.sqrt(((others - c) ** 2).sum(1)).min()) if len(others) else np.inf
         if d >= min_distance:
             return c
@@ -890,7 +903,8 @@ def multi_object_scene(cfg: MultiObjectConfig, seed: int, index: int) -> Scene:
     local = cfg.background not in _LEGACY_BACKGROUNDS
     for full, box in placed:
         avoid = (used + [background[full].mean(0).astype(np.float64)]) if local else used
-        colour = contrasting_colour(rng, avoid)
+        sat, val, min_distance = OBJECT_COLOURS[cfg.object_colours]
+        colour = contrasting_colour(rng, avoid, min_distance, sat, val)
         used.append(colour)
         if cfg.object_shading > 0.0:
             _paint_shaded(rng, image, full, box, colour, cfg.object_shading)

@@ -53,6 +53,8 @@ class DataConfig:
     touching_prob: float = 0.0  # multi_object: share of objects placed against one already placed
     overlap_prob: float = 0.0  # multi_object: share of the others placed over one already placed (occluding it)
     sprite_turns: bool = False  # multi_object: each object turned by a random multiple of 90 degrees
+    object_colours: str = "bright"  # multi_object: scenes.OBJECT_COLOURS, "bright" or "any" (also dark, greyish)
+    object_shading: float = 0.0  # multi_object: brightness ramp across each object (scenes.MultiObjectConfig)
     min_visible_fraction: float = 0.6  # multi_object: occlusion limit, each object keeps this much of itself
     palette: str = "train"
     image_size: int = 48
@@ -258,7 +260,8 @@ class SceneStream:
                     sprite_size=max(6, round(14 * data.image_size / 48)),
                     sprite_size_jitter=data.sprite_size_jitter, touching_prob=data.touching_prob,
                     overlap_prob=data.overlap_prob, sprite_turns=data.sprite_turns,
-                    min_visible_fraction=data.min_visible_fraction,
+                    min_visible_fraction=data.min_visible_fraction, object_colours=data.object_colours,
+                    object_shading=data.object_shading,
                 )
                 for bg in data.backgrounds
             ]

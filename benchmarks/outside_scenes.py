@@ -1,0 +1,140 @@
+"""Count accuracy on scenes drawn by a generator the project never trained or tuned on.
+
+    python benchmarks/outside_scenes.py [--model PATH ...] [-n 150] [--seed 7] [--size 384] [--figure PATH]
+
+The project's own test sets come from training/scenes.py, the generator its models learnt from
+(held-out kinds included). This one shares no code with it: OpenCV draws 1-5 separate objects
+(circles, ellipses, rotated rectangles, triangles, stars, regular polygons with 5-8 sides, with a
+light shading ramp) in random colours at least a little away from the background's, on
+camera-like backgrounds of its own: a flat wall, a linear colour gradient at any angle, a lit wall
+(a flat colour under a radial light falloff, with sensor noise), a rotated checkerboard and rotated
+stripes (period 3-8 model pixels, any angle, two random colours). Objects are 10-18 model pixels
+across (the API shrinks the square frame to the model's 48 px), never touching, so the count is
+never ambiguous. Each `--model` (default: the shipped detector) runs through `load_detector()`;
+printed per background: count accuracy, over- and under-count rates, mean |count error|.
+Not for tuning: nothing here is used to choose a setting.
+"""
+from __future__ import annotations
+
+import argparse
+import colorsys
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from split_perception.detector import load_detector  # noqa: E402
+
+BACKGROUNDS = ("wall", "gradient", "lit_wall", "checkerboard", "stripes")
+SHAPES = ("circle", "ellipse", "rectangle", "triangle", "star", "polygon")
+MODEL_PX = 48
+
+
+def random_colour(rng: np.random.Generator) -> np.ndarray:
+    h, s, v = rng.random(), rng.uniform(0.25, 1.0), rng.uniform(0.25, 1.0)
+    return np.array(colorsys.hsv_to_rgb(h, s, v)) * 255
+
+
+def background(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    a, b = random_colour(rng), random_colour(rng)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    angle = rng.uniform(0, np.pi)
+    along = np.cos(angle) * xx + np.sin(angle) * yy
+    if kind == "wall":
+        img = np.broadcast_to(a, (size, size, 3)).astype(np.float32)
+    elif kind == "gradient":
+        t = (along - along.min()) / (np.ptp(along) + 1e-6)
+        img = a * (1 - t[..., None]) + b * t[..., None]
+    elif kind == "lit_wall":
+        cx, cy = rng.uniform(0, 1, 2)
+        light = 1.0 - 0.55 * np.clip(np.hypot(xx - cx, yy - cy) / 0.9, 0, 1) ** 1.5
+        img = a * light[..., None] + rng.normal(0, 4, (size, size, 3))
+    else:
+        period = rng.uniform(3, 8) * size / MODEL_PX
+        across = -np.sin(angle) * xx + np.cos(angle) * yy
+        u, v = np.floor(along * size / period), np.floor(across * size / period)
+        on = (u % 2 == 0) if kind == "stripes" else ((u + v) % 2 == 0)
+        img = np.where(on[..., None], a, b)
+    return img
+
+
+def draw_object(img: np.ndarray, shape: str, centre, radius: float, colour, rng: np.random.Generator) -> None:
+    """Draws one filled shape with a light shading ramp across it (objects are lit too)."""
+    size = img.shape[0]
+    mask = np.zeros((size, size), np.uint8)
+    c = tuple(int(round(v)) for v in centre)
+    r = int(round(radius))
+    turn = rng.uniform(0, 360)
+    if shape == "circle":
+        cv2.circle(mask, c, r, 255, -1, cv2.LINE_AA)
+    elif shape == "ellipse":
+        cv2.ellipse(mask, c, (r, int(r * rng.uniform(0.5, 0.8))), turn, 0, 360, 255, -1, cv2.LINE_AA)
+    elif shape == "rectangle":
+        box = cv2.boxPoints(((c[0], c[1]), (2 * r * 0.9, 2 * r * rng.uniform(0.55, 0.9)), turn))
+        cv2.fillPoly(mask, [np.round(box).astype(np.int32)], 255, cv2.LINE_AA)
+    else:
+        corners = {"triangle": 3, "star": 10}.get(shape, int(rng.integers(5, 9)))
+        t = np.deg2rad(turn) + np.arange(corners) * 2 * np.pi / corners
+        rr = np.where(np.arange(corners) % 2 == 1, 0.45 * r, r) if shape == "star" else np.full(corners, r)
+        pts = np.stack([c[0] + rr * np.cos(t), c[1] + rr * np.sin(t)], 1)
+        cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 255, cv2.LINE_AA)
+    alpha = mask.astype(np.float32)[..., None] / 255
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    ramp = 1 + 0.15 * ((xx - c[0]) * np.cos(turn) + (yy - c[1]) * np.sin(turn)) / max(r, 1)
+    img[:] = img * (1 - alpha) + (colour * ramp[..., None]) * alpha
+
+
+def scene(kind: str, size: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    img = background(kind, size, rng)
+    bg_mean = img.reshape(-1, 3).mean(0)
+    n = int(rng.integers(1, 6))
+    placed: list[tuple[float, float, float]] = []
+    for _ in range(200):
+        if len(placed) == n:
+            break
+        radius = rng.uniform(5, 9) * size / MODEL_PX  # 10-18 model px across
+        x, y = rng.uniform(radius + 2, size - radius - 2, 2)
+        # never touching: a gap of at least 2 model px between any two objects' circles
+        if all(np.hypot(x - px, y - py) > radius + pr + 2 * size / MODEL_PX for px, py, pr in placed):
+            placed.append((x, y, radius))
+    for x, y, radius in placed:
+        colour = random_colour(rng)
+        while np.abs(colour - bg_mean).sum() < 90:  # visible against the wall
+            colour = random_colour(rng)
+        draw_object(img, SHAPES[int(rng.integers(len(SHAPES)))], (x, y), radius, colour, rng)
+    return np.clip(img, 0, 255).astype(np.uint8), len(placed)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", nargs="+", default=[None], help="detector files (default: the shipped one)")
+    ap.add_argument("-n", type=int, default=150, help="scenes per background")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--size", type=int, default=384, help="frame side in pixels (square; the API shrinks it)")
+    ap.add_argument("--figure", type=Path, default=None, help="save a contact sheet of the first scenes")
+    args = ap.parse_args()
+    sets = {}
+    for kind in BACKGROUNDS:
+        rng = np.random.default_rng([args.seed, BACKGROUNDS.index(kind)])
+        sets[kind] = [scene(kind, args.size, rng) for _ in range(args.n)]
+    if args.figure:
+        rows = [np.concatenate([cv2.resize(s[0], (128, 128), interpolation=cv2.INTER_AREA) for s in sets[k][:8]], 1) for k in BACKGROUNDS]
+        cv2.imwrite(str(args.figure), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
+    print(f"{args.n} scenes per background, seed {args.seed}, {args.size} px frames, 1-5 separate objects")
+    for path in args.model:
+        detector = load_detector(path) if path else load_detector()
+        print(f"\nmodel {path or 'shipped'} ({detector.backend})")
+        print(f"{'background':14} {'acc':>6} {'over':>6} {'under':>6} {'|err|':>6}")
+        accs = []
+        for kind, items in sets.items():
+            err = np.array([len(detector(img)) - n for img, n in items])
+            accs.append((err == 0).mean())
+            print(f"{kind:14} {accs[-1]:6.3f} {(err > 0).mean():6.3f} {(err < 0).mean():6.3f} {np.abs(err).mean():6.3f}")
+        print(f"{'mean':14} {np.mean(accs):6.3f}")
+
+
+if __name__ == "__main__":
+    main()
