@@ -11,7 +11,8 @@ camera-like backgrounds of its own: a flat wall, a linear colour gradient at any
 stripes (period 3-8 model pixels, any angle, two random colours). Objects are 10-18 model pixels
 across (the API shrinks the square frame to the model's 48 px), never touching, so the count is
 never ambiguous. Each `--model` (default: the shipped detector) runs through `load_detector()`;
-printed per background: count accuracy, over- and under-count rates, mean |count error|.
+printed per background: count accuracy, over- and under-count rates, mean |count error|; then
+the share of objects with a box on their centre by brightness (HSV value) and size.
 Not for tuning: nothing here is used to choose a setting.
 """
 from __future__ import annotations
@@ -87,7 +88,8 @@ def draw_object(img: np.ndarray, shape: str, centre, radius: float, colour, rng:
     img[:] = img * (1 - alpha) + (colour * ramp[..., None]) * alpha
 
 
-def scene(kind: str, size: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+def scene(kind: str, size: int, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple]]:
+    """A frame and its objects: (centre x, centre y, radius, RGB colour) each."""
     img = background(kind, size, rng)
     bg_mean = img.reshape(-1, 3).mean(0)
     n = int(rng.integers(1, 6))
@@ -100,12 +102,31 @@ def scene(kind: str, size: int, rng: np.random.Generator) -> tuple[np.ndarray, i
         # never touching: a gap of at least 2 model px between any two objects' circles
         if all(np.hypot(x - px, y - py) > radius + pr + 2 * size / MODEL_PX for px, py, pr in placed):
             placed.append((x, y, radius))
+    objects = []
     for x, y, radius in placed:
         colour = random_colour(rng)
         while np.abs(colour - bg_mean).sum() < 90:  # visible against the wall
             colour = random_colour(rng)
         draw_object(img, SHAPES[int(rng.integers(len(SHAPES)))], (x, y), radius, colour, rng)
-    return np.clip(img, 0, 255).astype(np.uint8), len(placed)
+        objects.append((x, y, radius, colour))
+    return np.clip(img, 0, 255).astype(np.uint8), objects
+
+
+def found(boxes: np.ndarray, x: float, y: float) -> bool:
+    """Whether some box holds the object's centre."""
+    return bool(len(boxes)) and bool(((boxes[:, 0] <= x) & (x <= boxes[:, 2]) & (boxes[:, 1] <= y) & (y <= boxes[:, 3])).any())
+
+
+def recall_by_object(detections: list[np.ndarray], items) -> str:
+    """Share of objects with a box on their centre, by the object's HSV value (brightness) and size."""
+    rows = []
+    for (img, objects), boxes in zip(items, detections):
+        for x, y, radius, colour in objects:
+            rows.append((max(colour) / 255, 2 * radius * MODEL_PX / img.shape[0], found(boxes, x, y)))
+    v, side, hit = (np.array(c) for c in zip(*rows))
+    parts = [f"value {lo:.2f}-{hi:.2f}: {hit[(v >= lo) & (v < hi)].mean():.2f}" for lo, hi in ((0.25, 0.5), (0.5, 0.75), (0.75, 1.01))]
+    parts += [f"side {lo}-{hi} px: {hit[(side >= lo) & (side < hi)].mean():.2f}" for lo, hi in ((10, 13), (13, 16), (16, 18.1))]
+    return "objects found, by " + ", ".join(parts)
 
 
 def main() -> None:
@@ -128,12 +149,16 @@ def main() -> None:
         detector = load_detector(path) if path else load_detector()
         print(f"\nmodel {path or 'shipped'} ({detector.backend})")
         print(f"{'background':14} {'acc':>6} {'over':>6} {'under':>6} {'|err|':>6}")
-        accs = []
+        accs, detections, everything = [], [], []
         for kind, items in sets.items():
-            err = np.array([len(detector(img)) - n for img, n in items])
+            boxes = [detector(img).boxes for img, _ in items]
+            err = np.array([len(b) - len(objects) for b, (_, objects) in zip(boxes, items)])
             accs.append((err == 0).mean())
+            detections += boxes
+            everything += items
             print(f"{kind:14} {accs[-1]:6.3f} {(err > 0).mean():6.3f} {(err < 0).mean():6.3f} {np.abs(err).mean():6.3f}")
         print(f"{'mean':14} {np.mean(accs):6.3f}")
+        print(recall_by_object(detections, everything))
 
 
 if __name__ == "__main__":
