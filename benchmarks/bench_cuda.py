@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_runtime import timed  # benchmarks/, beside this script
 
 from split_perception.models import checkpoint as ckpt
 from split_perception.training import graphed_step, trainer
@@ -40,17 +41,6 @@ DEV = torch.device("cuda")
 def percentiles(times: list[float]) -> str:
     ms = np.array(times) * 1e3
     return f"p50 {np.percentile(ms, 50):6.3f} ms, p99 {np.percentile(ms, 99):6.3f} ms"
-
-
-def timed(fn, n: int, warmup: int = 10) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 # ------------------------------------------------------------------ inference

@@ -29,6 +29,20 @@ import numpy as np
 from process_memory import peak_rss_mb  # benchmarks/, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def timed(fn, n: int, warmup: int = 10) -> list[float]:
+    """Seconds of each of n calls of fn, after `warmup` untimed ones (also used by bench_cuda.py)."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
 MODELS = {
     "split_spair": {"api": "detector", "weights": "split_spair.safetensors", "size": 48},
     "monet_rn18": {"api": "segmenter", "weights": None, "size": 64, "attention": "resnet18"},
@@ -53,21 +67,14 @@ def child(model: str, backend: str, static: str, dynamic: str, frames_file: str,
     x1 = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
     x8 = np.random.default_rng(1).random((8, 3, size, size), dtype=np.float32)
 
-    def timed(fn, reps):
-        for _ in range(min(20, reps)):
-            fn()
-        t = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            fn()
-            t.append(time.perf_counter() - t0)
-        return np.array(t) * 1000
+    def timed_ms(fn, reps):
+        return np.array(timed(fn, reps, warmup=min(20, reps))) * 1000
 
     i = iter(range(10**9))
-    api_ms = timed(lambda: api(frames[next(i) % len(frames)]), n)
-    graph_ms = timed(lambda: api.runner.run(x1), n)
+    api_ms = timed_ms(lambda: api(frames[next(i) % len(frames)]), n)
+    graph_ms = timed_ms(lambda: api.runner.run(x1), n)
     batch_runner = open_runner(Path(dynamic), backend) if backend != "torch" else api.runner
-    b8_ms = timed(lambda: batch_runner.run(x8), max(n // 8, 10))
+    b8_ms = timed_ms(lambda: batch_runner.run(x8), max(n // 8, 10))
     return {
         "model": model, "backend": api.backend, "provider": getattr(api.runner, "provider", ""),
         "api_p50_ms": float(np.percentile(api_ms, 50)), "api_p99_ms": float(np.percentile(api_ms, 99)),

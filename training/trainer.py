@@ -603,8 +603,8 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
         model.load_state_dict(loaded.state_dict())
     elif init:
         info = load_init_weights(model, run, Path(init))
-    capturable = tc.cuda_graph and device.type == "cuda" and world == 1
-    adam = make_adam(model, run, world, capturable)  # once the weights are in: flattening rewires them
+    # once the weights are in: flattening rewires them (capturable only where flat: one process)
+    adam = make_adam(model, run, world, capturable=tc.cuda_graph and device.type == "cuda")
     if resuming:
         saved = _saved_extras(weights)
         try:
@@ -646,7 +646,7 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
     amp = tc.amp and device.type == "cuda"
     graph_from, graphed = None, None  # model steps from graph_from on are replayed from a recording
     if tc.cuda_graph and device.type == "cuda":  # on the CPU the setting is ignored, silently
-        why = graphed_step.why_not(device, world, adam.flat is not None, capturable)
+        why = graphed_step.why_not(device, world, adam.flat is not None, adam.capturable)
         if why is None and not hasattr(model_cls, "schedules_end"):
             why = f"{run.model_type} does not say from which step its forward stops depending on the step"
         if why:
