@@ -609,6 +609,36 @@ def test_object_colours_any_adds_dark_and_greyish_objects_and_bright_is_unchange
         scenes.MultiObjectConfig(object_colours="pastel")
 
 
+def test_wide_palette_adds_grey_dark_pale_walls_and_two_hue_gradients():
+    """"train_wide" walls span a camera's saturation and brightness (the train palette keeps them in
+    0.3-0.8) and half its gradients run between two hue bins; the even-bin hues stay its own."""
+    import colorsys
+
+    def wall_hsv(palette):
+        cfg = scenes.MultiObjectConfig(palette=palette, max_objects=0)
+        return np.array([colorsys.rgb_to_hsv(*(scenes.generate(cfg, 0, i).image[0, 0] / 255.0)) for i in range(300)])
+
+    narrow, wide = wall_hsv("train"), wall_hsv("train_wide")
+    assert narrow[:, 1].min() > 0.28 and narrow[:, 2].min() > 0.28 and narrow[:, 2].max() < 0.82
+    assert (wide[:, 1] < 0.15).mean() > 0.1 and (wide[:, 2] < 0.25).mean() > 0.05 and (wide[:, 2] > 0.85).mean() > 0.05
+    coloured = wide[wide[:, 1] > 0.3]  # greys have no hue to keep
+    assert {int(h * 12) % 2 for h in coloured[:, 0]} == {0}
+
+    def corner_bins(palette):
+        cfg = scenes.MultiObjectConfig(palette=palette, background="gradient", max_objects=0)
+        two_hue = 0
+        for i in range(200):
+            img = scenes.background_image(cfg, 0, i).astype(np.float64) / 255.0
+            hsv = [colorsys.rgb_to_hsv(*img[y, x]) for y, x in ((0, 0), (0, -1), (-1, 0), (-1, -1))]
+            hues = {int(h * 12) % 12 for h, sat, val in hsv if sat > 0.3 and val > 0.3}
+            two_hue += len(hues) > 1 and max(hues) - min(hues) > 1
+        return two_hue
+
+    assert corner_bins("train") == 0 and corner_bins("train_wide") > 5  # ~12 of 200 (many are grey or dark)
+    with pytest.raises(ValueError, match="palette"):
+        scenes.MultiObjectConfig(palette="pastel")
+
+
 def test_same_colour_prob_makes_objects_share_colours_that_still_stand_out():
     def shared(p):
         cfg = scenes.room_kind_config("room_rich", same_colour_prob=p, object_shading=0.0, min_objects=3)
