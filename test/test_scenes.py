@@ -603,6 +603,8 @@ def test_object_colours_any_adds_dark_and_greyish_objects_and_bright_is_unchange
     anyc = object_hsv(scenes.MultiObjectConfig(min_objects=2, object_colours="any"))
     assert bright[:, 1].min() >= 0.59 and bright[:, 2].min() >= 0.59  # saturation, value >= 0.6 (uint8 rounding)
     assert (anyc[:, 2] < 0.5).mean() > 0.2 and (anyc[:, 1] < 0.5).mean() > 0.2
+    mixed = object_hsv(scenes.MultiObjectConfig(min_objects=2, object_colours="mixed"))
+    assert 0.05 < (mixed[:, 2] < 0.5).mean() < (anyc[:, 2] < 0.5).mean() - 0.05  # about half as many dark ones
     default, explicit = scenes.MultiObjectConfig(background="texture"), scenes.MultiObjectConfig(background="texture", object_colours="bright")
     np.testing.assert_array_equal(scenes.generate(default, 0, 3).image, scenes.generate(explicit, 0, 3).image)
     with pytest.raises(ValueError, match="object_colours"):

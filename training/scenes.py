@@ -250,7 +250,17 @@ def background_colour(rng: np.random.Generator, palette: Palette) -> np.ndarray:
 # from everything, as every model before 2026-12-04 (2) was trained. "any": what a camera sees as
 # well, dark, greyish and nearer the wall's colour: on scenes of an outside generator
 # (benchmarks/outside_scenes.py) the shipped model missed most such objects.
-OBJECT_COLOURS = {"bright": ((0.6, 1.0), (0.6, 1.0), 110.0), "any": ((0.15, 1.0), (0.2, 1.0), 70.0)}
+# "mixed": each object is "bright" or "any" with even odds, so that clearly visible objects keep the
+# weight they had while dark and greyish ones are learnt too.
+OBJECT_COLOURS = {"bright": ((0.6, 1.0), (0.6, 1.0), 110.0), "any": ((0.15, 1.0), (0.2, 1.0), 70.0), "mixed": None}
+
+
+def _object_colour_ranges(rng: np.random.Generator, kind: str) -> tuple[float, tuple, tuple]:
+    """(least distance, saturation range, value range) for one object of colour kind `kind`."""
+    if kind == "mixed":
+        kind = ("bright", "any")[int(rng.integers(0, 2))]
+    sat, val, min_distance = OBJECT_COLOURS[kind]
+    return min_distance, sat, val
 
 
 def contrasting_colour(rng: np.random.Generator, avoid: list[np.ndarray], min_distance: float = 110.0,
@@ -921,8 +931,7 @@ def multi_object_scene(cfg: MultiObjectConfig, seed: int, index: int) -> Scene:
     local = cfg.background not in _LEGACY_BACKGROUNDS
     for full, box in placed:
         avoid = (used + [background[full].mean(0).astype(np.float64)]) if local else used
-        sat, val, min_distance = OBJECT_COLOURS[cfg.object_colours]
-        colour = contrasting_colour(rng, avoid, min_distance, sat, val)
+        colour = contrasting_colour(rng, avoid, *_object_colour_ranges(rng, cfg.object_colours))
         used.append(colour)
         if cfg.object_shading > 0.0:
             _paint_shaded(rng, image, full, box, colour, cfg.object_shading)
