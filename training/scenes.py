@@ -656,11 +656,12 @@ def _paint_stripes(rng, n, palette):
 def _paint_texture(rng, n, palette):
     """A natural grey-level texture (train images) tinted between two palette tones (one hue bin).
     Each crop's contrast is set to a standard deviation of 0.12-0.22 of the tone range (gain at most
-    4, so flat crops stay fairly flat): visible texture that still leaves the sprites standing out."""
+    4, so flat crops stay fairly flat): visible texture that still leaves the sprites standing out.
+    "train_wide": up to 0.32, the contrast of a camera's textured surfaces."""
     c0, c1 = _palette_tones(rng, palette, 2, min_distance=80.0)
     t = _texture_crop(rng, TRAIN_TEXTURES, n, colour=False, scale=(0.6, 2.0))
     mean, std = float(t.mean()), float(t.std())
-    gain = np.float32(min(rng.uniform(0.12, 0.22) / max(std, 1e-6), 4.0))
+    gain = np.float32(min(rng.uniform(0.12, 0.32 if palette == "train_wide" else 0.22) / max(std, 1e-6), 4.0))
     t = np.clip(np.float32(0.5) + gain * (t - np.float32(mean)), 0.0, 1.0)
     return _lerp(t, c0, c1), [c0, c1]
 
