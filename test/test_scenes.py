@@ -637,6 +637,18 @@ def test_wide_palette_adds_grey_dark_pale_walls_and_two_hue_gradients():
         return two_hue
 
     assert corner_bins("train") == 0 and corner_bins("train_wide") > 5  # ~12 of 200 (many are grey or dark)
+
+    def texture_contrast(palette):  # std of each texture's blend weight between its two tones
+        spreads = []
+        for i in range(80):
+            img, colours = scenes._paint_texture(np.random.default_rng(i), 48, palette)
+            c0, c1 = colours[:2]
+            d = (c1 - c0).astype(np.float32)
+            spreads.append(float((((img - c0.astype(np.float32)) @ d) / (d @ d)).std()))
+        return np.array(spreads)
+
+    narrow_contrast, wide_contrast = texture_contrast("train"), texture_contrast("train_wide")
+    assert narrow_contrast.max() < 0.23 and wide_contrast.max() > 0.26
     with pytest.raises(ValueError, match="palette"):
         scenes.MultiObjectConfig(palette="pastel")
 
