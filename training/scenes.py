@@ -71,8 +71,9 @@ _LEGACY_BACKGROUNDS = ("solid", "checkerboard")
 _HUE_BINS = 12
 # palette -> (hue-bin parity, background saturation range, value range). "train_wide" is the train
 # hues at a camera's range of saturation and brightness (grey, dark and pale walls), and its gradients
-# also run between two hues under stronger lighting ramps: on an outside generator's walls and
-# two-colour gradients (benchmarks/outside_scenes.py) the models trained on "train" over-counted.
+# also run between two hues under stronger lighting ramps (its textures are more contrasty too): an
+# outside generator's scenes (benchmarks/outside_scenes.py) have such walls, and the models trained
+# on "train" over-counted its two-colour gradients.
 _PALETTES = {
     "train": (0, (0.3, 0.8), (0.3, 0.8)),
     "test": (1, (0.3, 0.8), (0.3, 0.8)),
@@ -97,7 +98,7 @@ class MultiObjectConfig:
     sprite_size: int = 14  # pixels, on the image_size canvas
     sprite_size_jitter: int = 2  # sprite side drawn from size +- jitter
     background: Background = "solid"
-    palette: Palette = "train"
+    palette: Palette = "train"  # _PALETTES: "train", "test" (unseen hues) or "train_wide"
     checker_cells: tuple[float, float] = (6.0, 12.0)  # checkerboard square side range, pixels
     min_visible_fraction: float = 0.6  # occlusion limit: each sprite keeps this much of itself
     sprites: Sprites = "mixed"
