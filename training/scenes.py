@@ -69,15 +69,28 @@ _LEGACY_BACKGROUNDS = ("solid", "checkerboard")
 # Background hues are split into 12 bins: even bins are the train palette, odd bins are
 # colours a model never sees in training ("unseen test colours").
 _HUE_BINS = 12
-# palette -> (hue-bin parity, background saturation range, value range). "train_wide" is the train
-# hues at a camera's range of saturation and brightness (grey, dark and pale walls), and its gradients
-# also run between two hues under stronger lighting ramps (its textures are more contrasty too): an
-# outside generator's scenes (benchmarks/outside_scenes.py) have such walls, and the models trained
-# on "train" over-counted its two-colour gradients.
+@dataclass(frozen=True)
+class PaletteSpec:
+    """How a palette draws walls: its hue bins (parity), wall saturation and value ranges, and how far
+    gradients, lighting ramps and textures may go."""
+
+    parity: int  # 0: even hue bins (train), 1: odd bins (unseen test colours)
+    sat: tuple[float, float] = (0.3, 0.8)
+    val: tuple[float, float] = (0.3, 0.8)
+    two_hue_gradients: bool = False  # half the gradients between two hue bins (draws one more number)
+    max_lighting: float = 0.25  # gradients' lighting ramp, up to (1 - m)x-(1 + m)x
+    max_texture_contrast: float = 0.22  # textures' standard deviation, as a share of the tone range
+
+
+# "train_wide" is the train hues at a camera's range of saturation and brightness (grey, dark and pale
+# walls), its gradients also run between two hues under stronger lighting ramps and its textures are
+# more contrasty: an outside generator's scenes (benchmarks/outside_scenes.py) have such walls, and the
+# models trained on "train" over-counted its two-colour gradients.
 _PALETTES = {
-    "train": (0, (0.3, 0.8), (0.3, 0.8)),
-    "test": (1, (0.3, 0.8), (0.3, 0.8)),
-    "train_wide": (0, (0.0, 0.85), (0.12, 0.95)),
+    "train": PaletteSpec(0),
+    "test": PaletteSpec(1),
+    "train_wide": PaletteSpec(0, sat=(0.0, 0.85), val=(0.12, 0.95), two_hue_gradients=True,
+                              max_lighting=0.45, max_texture_contrast=0.32),
 }
 
 
@@ -116,12 +129,12 @@ class MultiObjectConfig:
     # stay as they were): digits are most of the sprite banks and stand upright (boxes 10 x 14 px on
     # average), so a model trained on them alone learns that objects are tall
     sprite_turns: bool = False
-    object_colours: str = "bright"  # OBJECT_COLOURS: "bright" (draws as before) or "any"
+    object_colours: str = "bright"  # OBJECT_COLOUR_KINDS: "bright" (draws as before), "any" or "mixed"
 
     def __post_init__(self):
         _require_fractions(self, "touching_prob", "overlap_prob", "min_visible_fraction")
-        if self.object_colours not in OBJECT_COLOURS:
-            raise ValueError(f"object_colours must be one of {', '.join(OBJECT_COLOURS)}, got {self.object_colours!r}")
+        if self.object_colours not in OBJECT_COLOUR_KINDS:
+            raise ValueError(f"object_colours must be one of {', '.join(OBJECT_COLOUR_KINDS)}, got {self.object_colours!r}")
         if self.palette not in _PALETTES:
             raise ValueError(f"palette must be one of {', '.join(_PALETTES)}, got {self.palette!r}")
         if self.background not in BACKGROUNDS:
@@ -240,10 +253,10 @@ def _hsv_colour(rng: np.random.Generator, hue_lo: float, hue_hi: float, sat=(0.5
 
 def background_colour(rng: np.random.Generator, palette: Palette) -> np.ndarray:
     """A background colour from the train (even hue bins) or unseen test (odd bins) palette."""
-    parity, sat, val = _PALETTES[palette]
-    b = 2 * rng.integers(0, _HUE_BINS // 2) + parity
+    spec = _PALETTES[palette]
+    b = 2 * rng.integers(0, _HUE_BINS // 2) + spec.parity
     # keep 10% away from the bin edges so uint8 rounding never moves a colour across the split
-    return _hsv_colour(rng, (b + 0.1) / _HUE_BINS, (b + 0.9) / _HUE_BINS, sat=sat, val=val)
+    return _hsv_colour(rng, (b + 0.1) / _HUE_BINS, (b + 0.9) / _HUE_BINS, sat=spec.sat, val=spec.val)
 
 
 # Object colours (MultiObjectConfig.object_colours): (saturation range, value range, least RGB L2
@@ -253,7 +266,8 @@ def background_colour(rng: np.random.Generator, palette: Palette) -> np.ndarray:
 # (benchmarks/outside_scenes.py) the shipped model missed most such objects.
 # "mixed": each object is "bright" or "any" with even odds, so that clearly visible objects keep the
 # weight they had while dark and greyish ones are learnt too.
-OBJECT_COLOURS = {"bright": ((0.6, 1.0), (0.6, 1.0), 110.0), "any": ((0.15, 1.0), (0.2, 1.0), 70.0), "mixed": None}
+OBJECT_COLOURS = {"bright": ((0.6, 1.0), (0.6, 1.0), 110.0), "any": ((0.15, 1.0), (0.2, 1.0), 70.0)}
+OBJECT_COLOUR_KINDS = (*OBJECT_COLOURS, "mixed")
 
 
 def _object_colour_ranges(rng: np.random.Generator, kind: str) -> tuple[float, tuple, tuple]:
@@ -506,12 +520,12 @@ def _palette_tones(rng: np.random.Generator, palette: Palette, k: int = 2, min_d
     Blended kinds (gradients, soft stripes, tinted textures, noise) mix only such tones: an RGB blend
     of colours of one hue bin keeps its hue inside that bin, so every pixel stays in the palette
     (a blend of two bins would pass through the other palette's hues in between)."""
-    parity, sat, val = _PALETTES[palette]
-    b = 2 * int(rng.integers(0, _HUE_BINS // 2)) + parity
+    spec = _PALETTES[palette]
+    b = 2 * int(rng.integers(0, _HUE_BINS // 2)) + spec.parity
     lo, hi = (b + 0.1) / _HUE_BINS, (b + 0.9) / _HUE_BINS
 
     def tone():
-        return _hsv_colour(rng, lo, hi, sat=sat, val=val)
+        return _hsv_colour(rng, lo, hi, sat=spec.sat, val=spec.val)
 
     c0, c1 = tone(), tone()
     best, best_d = c1, float(np.linalg.norm(c1 - c0))
@@ -624,18 +638,18 @@ def _paint_background(rng: np.random.Generator, cfg: MultiObjectConfig) -> tuple
 
 def _paint_gradient(rng, n, palette):
     """Linear colour ramp between two palette tones (one hue bin) at a random angle and extent; with
-    p=0.5 times a multiplicative lighting ramp (0.75x-1.25x at most) along another direction.
-    "train_wide": with p=0.5 between two hues instead (its blend passes through the hues between
-    them, the other palette's included), and lighting ramps up to 0.55x-1.45x."""
-    wide = palette == "train_wide"
-    if wide and rng.random() < 0.5:
+    p=0.5 times a multiplicative lighting ramp (0.75x-1.25x at most; PaletteSpec.max_lighting) along
+    another direction. Palettes with two_hue_gradients: with p=0.5 between two hues instead (its blend
+    passes through the hues between them, the other palette's included)."""
+    spec = _PALETTES[palette]
+    if spec.two_hue_gradients and rng.random() < 0.5:
         c0, c1 = _palette_pair(rng, palette, min_distance=60.0)
     else:
         c0, c1 = _palette_tones(rng, palette, 2, min_distance=60.0)
     t = _ramp(n, rng.uniform(0, 2 * np.pi)) * np.float32(rng.uniform(0.5, 1.0)) + np.float32(rng.uniform(-0.3, 0.3))
     img = _lerp(np.clip(0.5 + 0.5 * t, 0.0, 1.0), c0, c1)
     if rng.random() < 0.5:
-        strength = rng.uniform(0.1, 0.45 if wide else 0.25)
+        strength = rng.uniform(0.1, spec.max_lighting)
         img *= (1.0 + np.float32(strength) * _ramp(n, rng.uniform(0, 2 * np.pi)))[..., None]
     return img, [c0, c1]
 
@@ -658,11 +672,11 @@ def _paint_texture(rng, n, palette):
     """A natural grey-level texture (train images) tinted between two palette tones (one hue bin).
     Each crop's contrast is set to a standard deviation of 0.12-0.22 of the tone range (gain at most
     4, so flat crops stay fairly flat): visible texture that still leaves the sprites standing out.
-    "train_wide": up to 0.32, the contrast of a camera's textured surfaces."""
+    "train_wide": up to 0.32 (PaletteSpec.max_texture_contrast), as a camera's textured surfaces."""
     c0, c1 = _palette_tones(rng, palette, 2, min_distance=80.0)
     t = _texture_crop(rng, TRAIN_TEXTURES, n, colour=False, scale=(0.6, 2.0))
     mean, std = float(t.mean()), float(t.std())
-    gain = np.float32(min(rng.uniform(0.12, 0.32 if palette == "train_wide" else 0.22) / max(std, 1e-6), 4.0))
+    gain = np.float32(min(rng.uniform(0.12, _PALETTES[palette].max_texture_contrast) / max(std, 1e-6), 4.0))
     t = np.clip(np.float32(0.5) + gain * (t - np.float32(mean)), 0.0, 1.0)
     return _lerp(t, c0, c1), [c0, c1]
 
