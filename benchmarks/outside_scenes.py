@@ -62,8 +62,9 @@ def background(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
     return img
 
 
-def draw_object(img: np.ndarray, shape: str, centre, radius: float, colour, rng: np.random.Generator) -> None:
-    """Draws one filled shape with a light shading ramp across it (objects are lit too)."""
+def draw_object(img: np.ndarray, shape: str, centre, radius: float, colour, rng: np.random.Generator) -> np.ndarray:
+    """Draws one filled shape with a light shading ramp across it (objects are lit too); returns
+    the shape's pixels (bool, where it covers at least half a pixel)."""
     size = img.shape[0]
     mask = np.zeros((size, size), np.uint8)
     c = tuple(int(round(v)) for v in centre)
@@ -86,6 +87,7 @@ def draw_object(img: np.ndarray, shape: str, centre, radius: float, colour, rng:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     ramp = 1 + 0.15 * ((xx - c[0]) * np.cos(turn) + (yy - c[1]) * np.sin(turn)) / max(r, 1)
     img[:] = img * (1 - alpha) + (colour * ramp[..., None]) * alpha
+    return mask >= 128
 
 
 def scene(kind: str, size: int, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple]]:
