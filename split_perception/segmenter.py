@@ -21,7 +21,7 @@ from .frame_edges import frame_segments, refine_frame_masks
 from .mask_refinement import DEFAULT_JOIN_BELOW, join_segments_without_edges, refine_masks, swap_to_labels
 from .object_slots import slots_for_segments
 from .preprocessing import default_model_path, preprocess
-from .touching_objects import DEFAULT_CORE_FRACTION, split_at_colour_edges, split_at_necks
+from .touching_objects import DEFAULT_CORE_FRACTION, split_at_colour_edges, split_at_necks, split_enclosed_objects
 
 log = logging.getLogger("split_perception")
 
@@ -119,7 +119,8 @@ def object_segments(labels: np.ndarray, frame: np.ndarray | None = None, split_t
     with `frame` (h, w, 3), regions that meet without a colour edge joined (a joined segment keeps
     the slot of its largest part; mask_refinement.join_segments_without_edges); with
     split_touching, blobs with a neck split into their parts (touching_objects.split_at_necks) and,
-    with `frame`, segments split along strong colour edges inside them (split_at_colour_edges)."""
+    with `frame`, segments split along strong colour edges inside them (split_at_colour_edges) and
+    objects ringed by such an edge taken out of the surface around them (split_enclosed_objects)."""
     segments, slots = connected_segments(labels)
     if frame is not None and len(slots):
         group = join_segments_without_edges(segments, frame, join_below)
@@ -133,6 +134,8 @@ def object_segments(labels: np.ndarray, frame: np.ndarray | None = None, split_t
         slots = slots[parent]
         if frame is not None:
             segments, parent = split_at_colour_edges(segments, frame)
+            slots = slots[parent]
+            segments, parent = split_enclosed_objects(segments, frame)
             slots = slots[parent]
     return segments, slots
 

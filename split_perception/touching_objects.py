@@ -1,5 +1,6 @@
 """Segments split where touching objects that one slot took together meet: at a neck
-(split_at_necks), or along a strong colour edge (split_at_colour_edges).
+(split_at_necks), or along a strong colour edge (split_at_colour_edges); and objects that took
+the slot of the surface around them cut out of it (split_enclosed_objects).
 
 Colour cannot part two touching objects of one colour, and MONet's one-pass attention gives
 such objects one slot: on the validation rich rooms 17% of objects shared their segment with
@@ -64,6 +65,22 @@ MIN_PART_FRACTION = 0.1  # of the segment
 MAX_EDGE_FRACTION = 0.3  # a segment with more strong-step pixels than this is textured or noisy: left whole
 
 
+def inner_edges(segments: np.ndarray, image: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """(the image median-filtered over 3 x 3 as float32 (H, W, 3), on_edge (H, W) bool): pixels
+    with a 4-neighbour of the same segment more than `step` away in summed |RGB| (0-255)."""
+    if image.shape[:2] != segments.shape:
+        raise ValueError(f"image {image.shape[:2]} and segments {segments.shape} differ in size")
+    pixels = image if image.dtype == np.uint8 else np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+    x = cv2.medianBlur(pixels, 3).astype(np.float32)  # sensor noise makes no steps
+    on_edge = np.zeros(segments.shape, bool)
+    for dy, dx in ((0, 1), (1, 0)):
+        h, w = segments.shape[0] - dy, segments.shape[1] - dx
+        strong = (segments[:h, :w] == segments[dy:, dx:]) & (np.abs(x[:h, :w] - x[dy:, dx:]).sum(-1) > step)
+        on_edge[:h, :w] |= strong
+        on_edge[dy:, dx:] |= strong
+    return x, on_edge
+
+
 def split_at_colour_edges(segments: np.ndarray, image: np.ndarray, step: float = DEFAULT_EDGE_STEP) -> tuple[np.ndarray, np.ndarray]:
     """(segments split along strong colour edges (H, W), parent (S',): the old id each new id came from).
 
@@ -77,16 +94,7 @@ def split_at_colour_edges(segments: np.ndarray, image: np.ndarray, step: float =
     MAX_EDGE_FRACTION of the pixels are on steps is a texture, not two objects, and stays whole.
     The join of edgeless boundaries (mask_refinement.join_segments_without_edges) is the
     converse rule. Ids of unsplit segments do not change; the extra parts take ids S, S+1, ..."""
-    if image.shape[:2] != segments.shape:
-        raise ValueError(f"image {image.shape[:2]} and segments {segments.shape} differ in size")
-    pixels = image if image.dtype == np.uint8 else np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
-    x = cv2.medianBlur(pixels, 3).astype(np.float32)
-    on_edge = np.zeros(segments.shape, bool)
-    for dy, dx in ((0, 1), (1, 0)):
-        h, w = segments.shape[0] - dy, segments.shape[1] - dx
-        strong = (segments[:h, :w] == segments[dy:, dx:]) & (np.abs(x[:h, :w] - x[dy:, dx:]).sum(-1) > step)
-        on_edge[:h, :w] |= strong
-        on_edge[dy:, dx:] |= strong
+    x, on_edge = inner_edges(segments, image, step)
     out = segments.copy()
     n = int(segments.max()) + 1 if segments.size else 0
     parent = list(range(n))
@@ -104,5 +112,46 @@ def split_at_colour_edges(segments: np.ndarray, image: np.ndarray, step: float =
         part = nearest_seed(np.where(np.isin(parts, big) & mask, parts, 0))
         for b in big[1:]:  # the first big part keeps the old id
             out[mask & (part == b)] = len(parent)
+            parent.append(int(sid))
+    return out, np.asarray(parent, np.int64)
+
+
+def split_enclosed_objects(segments: np.ndarray, image: np.ndarray, step: float = DEFAULT_EDGE_STEP) -> tuple[np.ndarray, np.ndarray]:
+    """(segments with enclosed objects taken out of surfaces (H, W), parent (S',)), as split_at_colour_edges.
+
+    The attention sometimes gives an object the slot of the wall or floor around it; the
+    object is then a hole in that surface's segment, ringed by a strong colour step (on rooms of
+    an outside generator, benchmarks/outside_rooms.py, a quarter of the objects). In a surface
+    segment (over MAX_AREA_FRACTION of the frame), the parts left between its inner edges
+    (inner_edges) that do not reach the frame's border, hold at least MIN_AREA_FRACTION of the
+    frame and differ by more than `step` in mean colour from every part that reaches the border
+    become segments of their own, with the edge pixels nearest them. The colour test keeps a
+    tiled or striped surface whole: its enclosed tiles repeat the colours of tiles at the border."""
+    x, on_edge = inner_edges(segments, image, step)
+    out = segments.copy()
+    n = int(segments.max()) + 1 if segments.size else 0
+    parent = list(range(n))
+    areas = np.bincount(segments.ravel(), minlength=n)
+    for sid in np.flatnonzero(areas > MAX_AREA_FRACTION * segments.size):
+        mask = segments == sid
+        count, parts = cv2.connectedComponents((mask & ~on_edge).astype(np.uint8), connectivity=4)
+        parts[~mask] = 0
+        sizes = np.bincount(parts.ravel(), minlength=count)
+        on_border = np.zeros(count, bool)
+        for edge in (parts[0], parts[-1], parts[:, 0], parts[:, -1]):
+            on_border[edge] = True
+        on_border[0] = False  # id 0: the edges and the other segments
+        colours = np.stack([np.bincount(parts.ravel(), x[..., c].ravel(), count) for c in range(3)], 1) / np.maximum(sizes, 1)[:, None]
+        surface = colours[on_border & (sizes >= MIN_PART_PIXELS)]
+        enclosed = [p for p in range(1, count) if not on_border[p] and sizes[p] >= MIN_AREA_FRACTION * segments.size
+                    and (not len(surface) or np.abs(surface - colours[p]).sum(1).min() > step)]
+        if not enclosed:
+            continue
+        seeds = np.where(mask & ~on_edge, -1, 0)  # the surface's own pixels: seed id -1 -> kept
+        for i, p in enumerate(enclosed, 1):
+            seeds[parts == p] = i
+        nearest = nearest_seed(np.where(seeds == -1, len(enclosed) + 1, seeds))
+        for i in range(1, len(enclosed) + 1):
+            out[mask & (nearest == i)] = len(parent)
             parent.append(int(sid))
     return out, np.asarray(parent, np.int64)

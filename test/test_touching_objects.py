@@ -4,7 +4,7 @@ import numpy as np
 
 import pytest
 
-from split_perception.touching_objects import split_at_colour_edges, split_at_necks
+from split_perception.touching_objects import split_at_colour_edges, split_at_necks, split_enclosed_objects
 
 
 def canvas(size: int = 64) -> np.ndarray:
@@ -108,3 +108,44 @@ def test_colour_split_needs_two_big_parts_and_matching_sizes():
     np.testing.assert_array_equal(out, segments)
     with pytest.raises(ValueError, match="differ in size"):
         split_at_colour_edges(segments, image[:32])
+
+
+# ---------------------------------------------------------------- objects cut out of a surface's segment
+def wall_with_disc(wall=(150, 150, 150), disc=(40, 120, 40), centre=(32, 32)):
+    """The whole 64 x 64 frame one segment (a wall the attention gave the disc too), a disc of
+    radius 7 drawn on it."""
+    image = np.full((64, 64, 3), wall, np.uint8)
+    cv2.circle(image, centre, 7, disc, -1)
+    return canvas(), image
+
+
+def test_an_object_inside_a_surfaces_segment_gets_its_own():
+    segments, image = wall_with_disc()
+    out, parent = split_enclosed_objects(segments, image)
+    assert list(parent) == [0, 0]
+    disc = (image != 150).any(-1)
+    # the disc with its rim (the edge pixels go to the nearer side; the median filter rounds corners)
+    assert (out[disc] == 1).mean() > 0.95 and (out[~disc] == 0).mean() > 0.99
+    # touching the frame's border it is part of the surface's outline, not enclosed
+    segments, image = wall_with_disc(centre=(4, 32))
+    np.testing.assert_array_equal(split_enclosed_objects(segments, image)[0], segments)
+
+
+def test_a_tiled_or_shaded_surface_and_small_objects_stay_whole():
+    segments = canvas()
+    tiles = ((np.indices((64, 64)) // 8).sum(0) % 2).astype(bool)  # 8-px tiles: every inner tile enclosed
+    for image in (
+        np.where(tiles[..., None], 200, 120).astype(np.uint8) * np.ones(3, np.uint8),  # two tones
+        (np.linspace(60, 220, 64)[None, :, None] * np.ones((64, 1, 3))).astype(np.uint8),  # a light ramp
+    ):
+        out, parent = split_enclosed_objects(segments, image)
+        np.testing.assert_array_equal(out, segments)
+        assert list(parent) == [0]
+    image = np.full((64, 64, 3), 150, np.uint8)
+    cv2.circle(image, (32, 32), 2, (0, 0, 0), -1)  # 13 px: under MIN_AREA_FRACTION, a speck
+    assert list(split_enclosed_objects(segments, image)[1]) == [0]
+    # a segment that is not a surface (a quarter of the frame or less) is split_at_colour_edges' case
+    small = canvas()
+    small[16:48, 16:48] = 1
+    segments, image = wall_with_disc()
+    assert list(split_enclosed_objects(small, image)[1]) == [0, 1]
