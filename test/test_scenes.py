@@ -611,6 +611,30 @@ def test_object_colours_any_adds_dark_and_greyish_objects_and_bright_is_unchange
         scenes.MultiObjectConfig(object_colours="pastel")
 
 
+def test_room_object_colours_any_adds_dark_and_greyish_objects_and_bright_is_unchanged():
+    """Rooms take the same object colour kinds: "bright" (the default) draws the rooms every earlier
+    segmenter was trained on, "any" and "mixed" add dark and greyish objects."""
+    import colorsys
+
+    def object_hsv(colours):
+        cfg = scenes.RoomConfig(min_objects=2, max_objects=3, object_colours=colours)  # flat objects
+        hsv = []
+        for i in range(60):
+            s = scenes.generate(cfg, 5, i)
+            hsv += [colorsys.rgb_to_hsv(*(s.image[m][0] / 255.0)) for m in s.masks if m.any()]
+        return np.array(hsv)
+
+    bright, anyc, mixed = object_hsv("bright"), object_hsv("any"), object_hsv("mixed")
+    assert bright[:, 1].min() >= 0.59 and bright[:, 2].min() >= 0.59
+    assert (anyc[:, 2] < 0.5).mean() > 0.2 and (anyc[:, 1] < 0.5).mean() > 0.2
+    assert 0.05 < (mixed[:, 2] < 0.5).mean() < (anyc[:, 2] < 0.5).mean() - 0.05
+    rich = scenes.room_kind_config("room_rich", 64)
+    explicit = scenes.room_kind_config("room_rich", 64, object_colours="bright")
+    np.testing.assert_array_equal(scenes.generate(rich, 0, 3).image, scenes.generate(explicit, 0, 3).image)
+    with pytest.raises(ValueError, match="object_colours"):
+        scenes.RoomConfig(object_colours="pastel")
+
+
 def test_wide_palette_adds_grey_dark_pale_walls_and_two_hue_gradients():
     """"train_wide" walls span a camera's saturation and brightness (the train palette keeps them in
     0.3-0.8) and half its gradients run between two hue bins; the even-bin hues stay its own."""
