@@ -39,7 +39,7 @@ class Segmentation:
     slot's connected regions (connected_segments), with `frame` (the image as the model saw it,
     (h, w, 3)) given, regions that meet without a colour edge joined again, with split_touching,
     blobs with a neck split into their parts and, with `frame`, segments split along strong colour
-    edges inside them; then brought to the input's resolution (see segments). model_segments:
+    edges inside them and objects ringed by one cut out of a surface; then brought to the input's resolution (see segments). model_segments:
     (segments, segment_slots) at model resolution when the segmenter made them already (with
     slot_per_object: segment_slots are then the slots the segments were moved to)."""
 
@@ -79,7 +79,8 @@ class Segmentation:
         frame shows a colour edge between them (regions of two slots that meet without one, e.g.
         one object the attention cut in two, are one segment), and with split_touching, a blob
         made of two thick parts joined by a neck, or of two colours with a sharp step between them,
-        split in two (touching_objects.py). Made at model
+        split in two, and an object ringed by such a step cut out of the surface whose slot took it
+        (touching_objects.py). Made at model
         resolution and resized with nearest neighbours; with refined edges, each pixel near an
         edge then takes the neighbouring segment of its slot in `labels`, so the segments' edges
         are the labels' (frame_edges.frame_segments); unrefined, they are steps of one model
@@ -198,7 +199,8 @@ class Segmenter:
     colour edges, and join segments that meet without one (mask_refinement.py; FG-ARI of the
     segments on the room test sets, docs/RESULTS.md); False: the model's masks and plain connected
     regions of its labels. split_touching: split segments where two blobs meet at a neck
-    (touching objects of one colour that one slot took; touching_objects.py). slot_per_object:
+    (touching objects of one colour that one slot took) or two colours at a sharp edge, and cut
+    objects out of the surface whose slot took them (touching_objects.py). slot_per_object:
     segments that share a slot moved to the slots the model left empty, with their masks and a
     copy of their slot's latent, so the slot labels (and the node's ~/masks) separate objects too
     (object_slots.py); False: the model's own slots."""

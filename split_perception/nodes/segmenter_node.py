@@ -34,7 +34,8 @@ class SegmenterNode(CameraModelNode):
         self.declare_parameter("refine_edges", True, P.describe("move mask edges onto the frame's colour edges "
                                                                 "(split_perception/mask_refinement.py, frame_edges.py)"))
         self.declare_parameter("split_touching", True, P.describe("split segments where two blobs meet at a neck or "
-                                                                  "two colours at a sharp edge (split_perception/touching_objects.py)"))
+                                                                  "two colours at a sharp edge, and cut objects out of the wall or floor "
+                                                                  "whose slot took them (split_perception/touching_objects.py)"))
         self.declare_parameter("slot_per_object", True, P.describe("move segments that share a slot to the slots the model "
                                                                    "left empty, so ~/masks separates objects (split_perception/object_slots.py)"))
         self.declare_parameter("publish_segments", False, P.describe("publish ~/segments and ~/segment_slots: each slot's "
