@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.outside_scenes import SHAPES, draw_object, random_colour  # noqa: E402
+from benchmarks.outside_scenes import SHAPES, draw_object, random_colour, scene_sets  # noqa: E402
 from split_perception import load_segmenter  # noqa: E402
 from training import metrics  # noqa: E402
 
@@ -93,10 +93,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256, help="frame side in pixels (square; the API shrinks it)")
     ap.add_argument("--figure", type=Path, default=None, help="save the first rooms of each kind with their slot labels")
     args = ap.parse_args()
-    sets = {}
-    for kind in KINDS:
-        rng = np.random.default_rng([args.seed, KINDS.index(kind)])
-        sets[kind] = [scene(kind, args.size, rng) for _ in range(args.n)]
+    sets = scene_sets(scene, KINDS, args.n, args.seed, args.size)
     print(f"{args.n} rooms per kind, seed {args.seed}, {args.size} px frames, 2-5 objects (may overlap)")
     for path in args.model:
         segmenter = load_segmenter(path) if path else load_segmenter()

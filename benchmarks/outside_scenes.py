@@ -114,6 +114,16 @@ def scene(kind: str, size: int, rng: np.random.Generator) -> tuple[np.ndarray, l
     return np.clip(img, 0, 255).astype(np.uint8), objects
 
 
+def scene_sets(draw, kinds, n: int, seed: int, size: int) -> dict:
+    """{kind: [draw(kind, size, rng) for n scenes]}, each kind drawn from its own stream of `seed`
+    (kind i of `kinds` from default_rng([seed, i])), so adding scenes to one kind changes no other."""
+    sets = {}
+    for i, kind in enumerate(kinds):
+        rng = np.random.default_rng([seed, i])
+        sets[kind] = [draw(kind, size, rng) for _ in range(n)]
+    return sets
+
+
 def found(boxes: np.ndarray, x: float, y: float) -> bool:
     """Whether some box holds the object's centre."""
     return bool(len(boxes)) and bool(((boxes[:, 0] <= x) & (x <= boxes[:, 2]) & (boxes[:, 1] <= y) & (y <= boxes[:, 3])).any())
@@ -139,10 +149,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=384, help="frame side in pixels (square; the API shrinks it)")
     ap.add_argument("--figure", type=Path, default=None, help="save a contact sheet of the first scenes")
     args = ap.parse_args()
-    sets = {}
-    for kind in BACKGROUNDS:
-        rng = np.random.default_rng([args.seed, BACKGROUNDS.index(kind)])
-        sets[kind] = [scene(kind, args.size, rng) for _ in range(args.n)]
+    sets = scene_sets(scene, BACKGROUNDS, args.n, args.seed, args.size)
     if args.figure:
         rows = [np.concatenate([cv2.resize(s[0], (128, 128), interpolation=cv2.INTER_AREA) for s in sets[k][:8]], 1) for k in BACKGROUNDS]
         cv2.imwrite(str(args.figure), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
