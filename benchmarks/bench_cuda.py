@@ -175,8 +175,8 @@ def main() -> None:
     if "inference" in args.part:
         bench_inference(args.frames)
     if "training" in args.part:
-        rows = [("config/train_split_spair.yaml", (), "SPLIT-SPAIR stage 5 (train_glimpses 12)"),
-                ("config/train_split_spair.yaml", ("model.train_glimpses=0",), "SPLIT-SPAIR stage 5, every cell"),
+        rows = [("config/train_split_spair.yaml", (), "SPLIT-SPAIR last stage (train_glimpses 12)"),
+                ("config/train_split_spair.yaml", ("model.train_glimpses=0",), "SPLIT-SPAIR last stage, every cell"),
                 ("config/train_split_spair_stage1.yaml", (), "SPLIT-SPAIR stage 1 (4x4 grid)"),
                 ("config/train_spair.yaml", (), "SPAIR (4x4 grid)"),
                 ("config/train_monet_rn18.yaml", ("train.batch_size=32",), "MONet, ResNet18 attention (the slot default)")]
