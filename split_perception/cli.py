@@ -134,6 +134,14 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_average(args) -> int:
+    from split_perception.training.weight_average import average_checkpoints
+
+    average_checkpoints([Path(p) for p in args.checkpoints], Path(args.output))
+    print(f"wrote {args.output}: the mean of {len(args.checkpoints)} checkpoints' weights")
+    return 0
+
+
 def _cmd_deploy(args) -> int:
     from split_perception.deploy import run_deploy
 
@@ -262,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--dynamic-batch", action="store_true", help="symbolic batch axis (default: batch 1 static)")
     ex.add_argument("--fp16-weights", action="store_true", help="store large weights as float16 (half the file; compute stays float32)")
     ex.set_defaults(func=_cmd_export)
+
+    av = sub.add_parser("average", help="one checkpoint from several fine-tunes of one model: the mean of their weights")
+    av.add_argument("checkpoints", nargs="+", help="checkpoints of the same model type and config")
+    av.add_argument("-o", "--output", required=True, help="output .safetensors (its .json card beside it)")
+    av.set_defaults(func=_cmd_average)
 
     dp = sub.add_parser("deploy", help="export a checkpoint to ONNX, check it, place it atomically and make a running "
                                        "node hot-swap to it (nothing placed if a check fails)")

@@ -1,6 +1,7 @@
 """`make train-detector`, the one command that reproduces the shipped detector: its stages chain (each
-starts from the previous stage's checkpoint), every stage config trains, and the last stage writes the
-model and data settings the shipped weights' card records."""
+starts from the previous stage's checkpoint, both branches of stage 6 from stage 5), every stage config
+trains, and the mean of the two branches has the model config, and its branches the data settings, that
+the shipped weights' card records."""
 import json
 import shlex
 import subprocess
@@ -19,30 +20,36 @@ SHORT = ("--set train.steps=2 --set train.batch_size=2 --set train.threads=1 --s
 
 
 def recipe_commands(runs: Path) -> list[list[str]]:
-    """The training commands `make train-detector` would run (make -n: printed, not run)."""
+    """The split-perception commands `make train-detector` would run (make -n: printed, not run)."""
     out = subprocess.run(["make", "-n", "-s", "train-detector", f"RUNS={runs}", f"TRAIN_ARGS={SHORT}", "PY=python"],
                          cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    return [shlex.split(line) for line in out.splitlines() if " split_perception.cli train " in line]
+    return [shlex.split(line) for line in out.splitlines() if " split_perception.cli " in line]
+
+
+def run(cmd: list[str]) -> None:
+    subprocess.run([sys.executable] + cmd[1:], cwd=ROOT, check=True, capture_output=True, timeout=300)
 
 
 def test_make_train_detector_chains_its_stages_into_the_shipped_models_settings(tmp_path):
-    commands = recipe_commands(tmp_path)
-    assert len(commands) == 6
-    previous = None
-    for cmd in commands:
-        subprocess.run([sys.executable] + cmd[1:], cwd=ROOT, check=True, capture_output=True, timeout=300)
+    *stages, average = recipe_commands(tmp_path)
+    assert len(stages) == 7 and average[3] == "average"
+    cards = {}
+    for cmd in stages:
+        run(cmd)
         out = Path(cmd[cmd.index("--out") + 1])
-        card = json.loads((out / "checkpoint.json").read_text())
-        assert card["step"] == 2
-        if previous is None:
-            assert "--init" not in cmd
-        else:  # each stage starts from the one before it
-            assert Path(card["init"]["checkpoint"]) == previous
-        previous = out / "checkpoint.safetensors"
+        cards[out.name] = json.loads((out / "checkpoint.json").read_text())
+        assert cards[out.name]["step"] == 2
+    # stages 1-5 in a row, then both branches of stage 6 from stage 5
+    inits = [Path(c["init"]["checkpoint"]).parent.name if "init" in c else None for c in cards.values()]
+    assert inits == [None] + [f"split_spair_stage{i}" for i in (1, 2, 3, 4, 5, 5)]
+    run(average)
+    result = Path(average[average.index("-o") + 1])
+    assert result.parent == tmp_path / "split_spair"
+    mean_card = json.loads(result.with_suffix(".json").read_text())
     shipped = json.loads((WEIGHTS_DIR / "split_spair.json").read_text())
-    last = json.loads((previous.parent / "checkpoint.json").read_text())
-    assert last["config"] == shipped["config"]
-    assert last["data"] == shipped["data"]
+    assert mean_card["config"] == shipped["config"]
+    branches = [cards["split_spair_stage6_bright"]["data"], cards["split_spair_stage6_camera"]["data"]]
+    assert mean_card["averaged"]["data"] == branches == shipped["averaged"]["data"]
     # the recipe's output is a detector the public API loads and runs
-    detections = load_detector(previous, backend="torch")(np.full((48, 48, 3), 128, np.uint8))
+    detections = load_detector(result, backend="torch")(np.full((48, 48, 3), 128, np.uint8))
     assert detections.boxes.shape[1:] == (4,)

@@ -1,0 +1,55 @@
+"""One model from several fine-tunes of one start: the element-wise mean of their weights.
+
+Fine-tunes that started from the same weights and trained on different data usually stay in one
+basin of the loss, and their mean keeps much of what each learnt (Wortsman et al. 2022, "model
+soups"). The shipped detector is such a mean: one last stage on the project's bright objects, one on
+camera-like objects (docs/RESULTS.md, session 2026-12-05). Averaging models that did not share a
+start gives a broken model, so the inputs must agree in model type, config and every weight's name,
+shape and dtype; that a mean of weights is a good model is for the evaluation to show.
+
+    split-perception average runs/a/checkpoint.safetensors runs/b/checkpoint.safetensors -o runs/mean/checkpoint.safetensors
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from split_perception.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+
+def average_checkpoints(paths: list[Path], out: Path) -> dict:
+    """Write the mean of the checkpoints' weights to `out` (with its .json card); returns the card's
+    `averaged` entry. Integer buffers (counters) must be equal in every input and are copied."""
+    if len(paths) < 2:
+        raise CheckpointError("averaging needs at least two checkpoints")
+    model, cfg, model_type = load_checkpoint(paths[0])  # checks the first file; the others below
+    states = []
+    for path in paths:
+        _, other_cfg, other_type = load_checkpoint(path)
+        if (other_type, other_cfg) != (model_type, cfg):
+            raise CheckpointError(f"{path}: another model ({other_type}, config differs) than {paths[0]}; "
+                                  "only fine-tunes of one model average into one")
+        states.append(load_file(str(path)))
+    mean = {}
+    for name, first in states[0].items():
+        if first.is_floating_point():
+            mean[name] = torch.stack([s[name].double() for s in states]).mean(0).to(first.dtype)
+        elif all(torch.equal(s[name], first) for s in states):
+            mean[name] = first
+        else:
+            raise CheckpointError(f"integer buffer {name!r} differs between the checkpoints: cannot average it")
+    model.load_state_dict(mean)
+    cards = [_card(p) for p in paths]
+    steps = [c.get("step") for c in cards]
+    # what each input was trained on, so the mean's card still says where it came from
+    averaged = {"checkpoints": [str(p) for p in paths], "steps": steps, "data": [c.get("data") for c in cards]}
+    save_checkpoint(out, model, model_type, cfg, extra={"step": max(s or 0 for s in steps), "averaged": averaged})
+    return averaged
+
+
+def _card(path: Path) -> dict:
+    card = Path(path).with_suffix(".json")
+    return json.loads(card.read_text()) if card.is_file() else {}
