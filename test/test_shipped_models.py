@@ -5,6 +5,8 @@ The quality floors sit well below the numbers in docs/RESULTS.md (measured on 30
 regression, not a small drift. Inference is deterministic, so these tests cannot flake.
 """
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,10 @@ from split_perception import load_detector, load_segmenter
 from split_perception.preprocessing import WEIGHTS_DIR
 from split_perception.training import metrics, scenes
 from split_perception.training.evaluate import TEST_SEED
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import outside_rooms  # noqa: E402  (the independent scene generators of the outside benchmarks)
+import outside_scenes  # noqa: E402
 
 MB = 1024 * 1024
 # (FG-ARI, MSC) floors of the segments per room test kind; measured on these 20 rooms, colour edge
@@ -135,12 +141,6 @@ def test_default_detector_counts_objects_drawn_by_another_generator(detector):
     Measured on these 150 scenes: count accuracy 0.720 (wall 0.867, gradient 0.767, lit wall 0.800,
     checkerboard 0.700, stripes 0.467); the default before 2026-12-05, trained on bright objects only,
     0.447 (over 150 scenes per kind, docs/RESULTS.md: 0.729 vs 0.551)."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import outside_scenes
-
     sets = outside_scenes.scene_sets(outside_scenes.scene, outside_scenes.BACKGROUNDS, 30, 5, 384)
     accuracy = {kind: np.mean([len(detector(img).boxes) == len(objects) for img, objects in items]) for kind, items in sets.items()}
     assert np.mean(list(accuracy.values())) >= 0.62, accuracy
@@ -151,13 +151,7 @@ def test_default_segmenter_on_rooms_of_another_generator(segmenter, monkeypatch)
     flat and lit, 12 each: objects the attention gave to the wall's or floor's slot are cut out
     of it (touching_objects.split_enclosed_objects). Measured on these 24 rooms: labels MSC 0.838,
     0.719 without that step (over 100 rooms per kind, docs/RESULTS.md: 0.877 / 0.841 vs 0.682 / 0.731)."""
-    import sys
-    from pathlib import Path
-
     from split_perception import segmenter as segmenter_module
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import outside_rooms
 
     rooms = []
     for kind in ("plain", "lit"):

@@ -471,7 +471,7 @@ def load_init_weights(model: torch.nn.Module, run: RunConfig, path: Path) -> dic
     return {"step": step, "differences": differences}
 
 
-def _saved_extras(weights: Path) -> dict:
+def saved_extras(weights: Path) -> dict:
     """The training state a run's checkpoint.json holds ({} if unreadable)."""
     try:
         extras = json.loads(weights.with_suffix(".json").read_text())
@@ -606,7 +606,7 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
     # once the weights are in: flattening rewires them (capturable only where flat: one process)
     adam = make_adam(model, run, world, capturable=tc.cuda_graph and device.type == "cuda")
     if resuming:
-        saved = _saved_extras(weights)
+        saved = saved_extras(weights)
         try:
             start = int(ckpt.load_optimizer(opt_file, adam.optimizer)["step"])
             adam.state_loaded()

@@ -11,13 +11,13 @@ shape and dtype; that a mean of weights is a good model is for the evaluation to
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from split_perception.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+from .trainer import saved_extras
 
 
 def average_checkpoints(paths: list[Path], out: Path) -> dict:
@@ -25,14 +25,13 @@ def average_checkpoints(paths: list[Path], out: Path) -> dict:
     `averaged` entry. Integer buffers (counters) must be equal in every input and are copied."""
     if len(paths) < 2:
         raise CheckpointError("averaging needs at least two checkpoints")
-    model, cfg, model_type = load_checkpoint(paths[0])  # checks the first file; the others below
-    states = []
-    for path in paths:
-        _, other_cfg, other_type = load_checkpoint(path)
+    models = [load_checkpoint(path) for path in paths]  # each file read once, its config checked
+    model, cfg, model_type = models[0]
+    for path, (_, other_cfg, other_type) in zip(paths[1:], models[1:]):
         if (other_type, other_cfg) != (model_type, cfg):
             raise CheckpointError(f"{path}: another model ({other_type}, config differs) than {paths[0]}; "
                                   "only fine-tunes of one model average into one")
-        states.append(load_file(str(path)))
+    states = [m.state_dict() for m, _, _ in models]
     mean = {}
     for name, first in states[0].items():
         if first.is_floating_point():
@@ -42,14 +41,9 @@ def average_checkpoints(paths: list[Path], out: Path) -> dict:
         else:
             raise CheckpointError(f"integer buffer {name!r} differs between the checkpoints: cannot average it")
     model.load_state_dict(mean)
-    cards = [_card(p) for p in paths]
+    cards = [saved_extras(p) for p in paths]
     steps = [c.get("step") for c in cards]
     # what each input was trained on, so the mean's card still says where it came from
     averaged = {"checkpoints": [str(p) for p in paths], "steps": steps, "data": [c.get("data") for c in cards]}
     save_checkpoint(out, model, model_type, cfg, extra={"step": max(s or 0 for s in steps), "averaged": averaged})
     return averaged
-
-
-def _card(path: Path) -> dict:
-    card = Path(path).with_suffix(".json")
-    return json.loads(card.read_text()) if card.is_file() else {}
