@@ -611,6 +611,29 @@ def test_object_colours_any_adds_dark_and_greyish_objects_and_bright_is_unchange
         scenes.MultiObjectConfig(object_colours="pastel")
 
 
+def test_object_colours_camera_adds_faint_objects_near_the_wall_colour():
+    """"faint" objects are 40-110 (RGB L2) from the nearest colour they avoid: on a solid wall,
+    objects that stand out a little; "camera" mixes bright, any and faint ones, and "mixed" draws
+    the same scenes as before "camera" existed (its two-way choice takes the same random numbers)."""
+    def wall_distances(colours):
+        cfg = scenes.MultiObjectConfig(min_objects=2, object_colours=colours, palette="train_wide")
+        d = []
+        for i in range(60):
+            s = scenes.generate(cfg, 5, i)
+            wall = s.image[~np.any(s.masks, 0)].astype(float).mean(0)
+            d += [float(np.linalg.norm(s.image[m][0].astype(float) - wall)) for m in s.masks]
+        return np.array(d)
+
+    faint, camera, mixed = wall_distances("faint"), wall_distances("camera"), wall_distances("mixed")
+    assert np.median(faint) < 110 and faint.min() >= 38  # uint8 rounding
+    assert (faint <= 112).mean() > 0.5 and (faint < 68).mean() > 0.2 and (mixed < 68).mean() < 0.05
+    assert (mixed < 110).mean() + 0.05 < (camera < 110).mean() < (faint < 110).mean()
+    grey = np.array([128.0, 128.0, 128.0])
+    for seed in range(20):
+        c = scenes.contrasting_colour(np.random.default_rng(seed), [grey], 40.0, (0.1, 1.0), (0.15, 1.0), 110.0)
+        assert 40.0 <= np.linalg.norm(c - grey) <= 110.0
+
+
 def test_room_object_colours_any_adds_dark_and_greyish_objects_and_bright_is_unchanged():
     """Rooms take the same object colour kinds: "bright" (the default) draws the rooms every earlier
     segmenter was trained on, "any" and "mixed" add dark and greyish objects."""

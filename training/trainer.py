@@ -53,7 +53,7 @@ class DataConfig:
     touching_prob: float = 0.0  # multi_object: share of objects placed against one already placed
     overlap_prob: float = 0.0  # multi_object: share of the others placed over one already placed (occluding it)
     sprite_turns: bool = False  # multi_object: each object turned by a random multiple of 90 degrees
-    object_colours: str = "bright"  # multi_object: scenes.OBJECT_COLOUR_KINDS, "bright", "any" (also dark, greyish) or "mixed"
+    object_colours: str = "bright"  # multi_object: scenes.OBJECT_COLOUR_KINDS, "bright", "any" (also dark, greyish), "faint", "mixed" or "camera"
     object_shading: float = 0.0  # multi_object: brightness ramp across each object (scenes.MultiObjectConfig)
     min_visible_fraction: float = 0.6  # multi_object: occlusion limit, each object keeps this much of itself
     palette: str = "train"
