@@ -50,6 +50,8 @@ def test_make_train_detector_chains_its_stages_into_the_shipped_models_settings(
     assert mean_card["config"] == shipped["config"]
     branches = [cards["split_spair_stage6_bright"]["data"], cards["split_spair_stage6_camera"]["data"]]
     assert mean_card["averaged"]["data"] == branches == shipped["averaged"]["data"]
+    # the camera branch's objective (pixel_std) differs, and the shipped card records the same
+    assert mean_card["averaged"]["objective"] == shipped["averaged"]["objective"] == [{"pixel_std": 0.3}, {"pixel_std": 0.2}]
     # the recipe's output is a detector the public API loads and runs
     detections = load_detector(result, backend="torch")(np.full((48, 48, 3), 128, np.uint8))
     assert detections.boxes.shape[1:] == (4,)

@@ -37,6 +37,25 @@ def test_the_mean_of_two_checkpoints_is_their_weights_mean_and_its_card_names_th
                                 "data": [{"object_colours": "bright"}, {"object_colours": "mixed"}]}
 
 
+def test_fine_tunes_that_differ_only_in_their_objective_average_and_the_card_keeps_each_objective(tmp_path):
+    """The shipped detector's camera branch trains with another pixel_std: that weighs the loss,
+    not the weights, so the branches still average; the card says which input had which."""
+    bright = fine_tune(tmp_path / "a.safetensors", SpairConfig(split=True, **TINY), 0, 3000, "bright")
+    camera = fine_tune(tmp_path / "b.safetensors", SpairConfig(split=True, pixel_std=0.2, beta_what=0.2, **TINY), 1, 3000, "camera")
+    out = tmp_path / "mean.safetensors"
+    averaged = average_checkpoints([bright, camera], out)
+    assert averaged["objective"] == [{"beta_what": 0.1, "pixel_std": 0.3}, {"beta_what": 0.2, "pixel_std": 0.2}]
+    _, cfg, _ = load_checkpoint(out)
+    assert cfg == SpairConfig(split=True, **TINY)  # the first input's config
+    wa, wb, mean = load_file(str(bright)), load_file(str(camera)), load_file(str(out))
+    key = next(k for k in wa if wa[k].is_floating_point() and not torch.equal(wa[k], wb[k]))
+    torch.testing.assert_close(mean[key], (wa[key] + wb[key]) / 2)
+    # a field that shapes the network still refuses, and the message names it
+    wide = fine_tune(tmp_path / "c.safetensors", SpairConfig(split=True, pixel_std=0.2, **{**TINY, "z_what": 16}), 2, 1, "bright")
+    with pytest.raises(CheckpointError, match="config differs: z_what"):
+        average_checkpoints([bright, wide], tmp_path / "no.safetensors")
+
+
 def test_checkpoints_of_other_models_or_a_single_one_are_refused_with_the_reason(tmp_path, capsys):
     a = fine_tune(tmp_path / "a.safetensors", SpairConfig(split=True, **TINY), 0, 1, "bright")
     other = fine_tune(tmp_path / "b.safetensors", SpairConfig(split=True, cell_size=8, **TINY), 1, 1, "bright")

@@ -5,7 +5,10 @@ basin of the loss, and their mean keeps much of what each learnt (Wortsman et al
 soups"). The shipped detector is such a mean: one last stage on the project's bright objects, one on
 camera-like objects (docs/RESULTS.md, session 2026-12-05). Averaging models that did not share a
 start gives a broken model, so the inputs must agree in model type, config and every weight's name,
-shape and dtype; that a mean of weights is a good model is for the evaluation to show.
+shape and dtype; that a mean of weights is a good model is for the evaluation to show. Configs may
+differ in the fields that only weigh the training objective (the config class's OBJECTIVE_ONLY, e.g.
+the shipped camera branch's `pixel_std`): the mean takes the first input's config, and its card keeps
+each input's values of the fields that differed.
 
     split-perception average runs/a/checkpoint.safetensors runs/b/checkpoint.safetensors -o runs/mean/checkpoint.safetensors
 """
@@ -27,10 +30,12 @@ def average_checkpoints(paths: list[Path], out: Path) -> dict:
         raise CheckpointError("averaging needs at least two checkpoints")
     models = [load_checkpoint(path) for path in paths]  # each file read once, its config checked
     model, cfg, model_type = models[0]
+    objective_only = getattr(type(cfg), "OBJECTIVE_ONLY", frozenset())
     for path, (_, other_cfg, other_type) in zip(paths[1:], models[1:]):
-        if (other_type, other_cfg) != (model_type, cfg):
-            raise CheckpointError(f"{path}: another model ({other_type}, config differs) than {paths[0]}; "
-                                  "only fine-tunes of one model average into one")
+        differ = _differing_fields([cfg, other_cfg]) if other_type == model_type else {"model type"}
+        if differ - objective_only:
+            raise CheckpointError(f"{path}: another model ({other_type}, config differs: {', '.join(sorted(differ - objective_only))}) "
+                                  f"than {paths[0]}; only fine-tunes of one model average into one")
     states = [m.state_dict() for m, _, _ in models]
     mean = {}
     for name, first in states[0].items():
@@ -45,5 +50,14 @@ def average_checkpoints(paths: list[Path], out: Path) -> dict:
     steps = [c.get("step") for c in cards]
     # what each input was trained on, so the mean's card still says where it came from
     averaged = {"checkpoints": [str(p) for p in paths], "steps": steps, "data": [c.get("data") for c in cards]}
+    objective = sorted(_differing_fields([c for _, c, _ in models]))
+    if objective:  # the training objective each input had where they differed
+        averaged["objective"] = [{k: getattr(c, k) for k in objective} for _, c, _ in models]
     save_checkpoint(out, model, model_type, cfg, extra={"step": max(s or 0 for s in steps), "averaged": averaged})
     return averaged
+
+
+def _differing_fields(configs: list) -> set[str]:
+    """Names of the dataclass fields whose values are not the same in every config."""
+    first = vars(configs[0])
+    return {k for k in first if any(vars(c)[k] != first[k] for c in configs[1:])}

@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -151,6 +152,14 @@ class SpairConfig:
     # the sampling noise is what lets a missed object's cell into the chosen set. The exported
     # graph does the same with its `max_objects` (16) cells by presence probability.
     train_glimpses: int = 0
+
+    # Fields that only weigh or schedule the training objective: no weight's shape or meaning and
+    # nothing the exported graph computes depends on them, so fine-tunes of one start that differ
+    # only here can still be averaged (training/weight_average.py).
+    OBJECTIVE_ONLY: ClassVar[frozenset[str]] = frozenset({
+        "pixel_std", "size_prior_mean", "size_prior_std", "count_prior_start", "count_prior_end",
+        "count_prior_anneal_steps", "pres_prior_floor", "beta_what", "beta_bg", "beta_local",
+        "bg_warmup_steps", "expected_presence_steps", "train_glimpses"})
 
     def __post_init__(self):
         if self.image_size % self.cell_size:
