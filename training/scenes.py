@@ -271,8 +271,8 @@ def background_colour(rng: np.random.Generator, palette: Palette) -> np.ndarray:
 # well, dark, greyish and nearer the wall's colour: on scenes of an outside generator
 # (benchmarks/outside_scenes.py) the shipped model missed most such objects.
 # "faint": as "any", but 40-110 from the nearest of those colours (40 is a sixth of the tone range,
-# about the two tones of a floor tile): a grey box on a grey wall. The shipped detector finds half of the objects that are
-# this faint against their surround on an outside generator's scenes (docs/RESULTS.md, 2026-12-05 (2)).
+# about the two tones of a floor tile): a grey box on a grey wall. The default of 2026-12-05 found
+# 36-75% of the objects this faint on an outside generator's scenes (docs/RESULTS.md, 2026-12-05 (2)).
 # "mixed": each object is "bright" or "any" with even odds, so that clearly visible objects keep the
 # weight they had while dark and greyish ones are learnt too; "camera": "bright", "any" or "faint"
 # with even odds.
