@@ -112,7 +112,7 @@ def main() -> None:
     # nine leave redrawn objects in, as the API did before drop_redrawn
     variants = {f"thr {t} nms {n}": (t, n, None, None) for t in (0.3, 0.5, 0.7) for n in (None, 0.3, 0.5)}
     variants.update({f"nms 0.5 contain {c}": (0.5, 0.5, c, None) for c in (0.6, 0.7, 0.8, 0.9)})
-    variants.update({f"nms 0.5 redrawn {o} {c}": (0.5, 0.5, None, (o, c)) for o in (0.1, 0.2) for c in (0.1, 0.15, 0.2)})
+    variants.update({f"nms 0.5 redrawn {o} {c}": (0.5, 0.5, None, (o, c)) for o in (0.1, 0.2) for c in (0.1, 0.15, 0.2, 0.25, 0.3)})
     print(f"model {det.runner.source}, backend {det.backend}, {args.n} scenes per kind, seed {args.seed}")
     header = (f"{'kind':22s} {'acc':>5s} {'over':>5s} {'under':>5s} {'AP':>5s} | {'dup':>4s} {'spur':>4s} {'merge':>5s} {'miss':>4s} "
               "(per 100 scenes) | acc with 0 / 1 / ... objects")
