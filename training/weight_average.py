@@ -30,12 +30,14 @@ def average_checkpoints(paths: list[Path], out: Path) -> dict:
         raise CheckpointError("averaging needs at least two checkpoints")
     models = [load_checkpoint(path) for path in paths]  # each file read once, its config checked
     model, cfg, model_type = models[0]
-    objective_only = getattr(type(cfg), "OBJECTIVE_ONLY", frozenset())
-    for path, (_, other_cfg, other_type) in zip(paths[1:], models[1:]):
-        differ = _differing_fields([cfg, other_cfg]) if other_type == model_type else {"model type"}
-        if differ - objective_only:
-            raise CheckpointError(f"{path}: another model ({other_type}, config differs: {', '.join(sorted(differ - objective_only))}) "
-                                  f"than {paths[0]}; only fine-tunes of one model average into one")
+    for path, (_, _, other_type) in zip(paths[1:], models[1:]):
+        if other_type != model_type:
+            raise CheckpointError(f"{path}: a {other_type} model, {paths[0]} a {model_type}; only fine-tunes of one model average into one")
+    differ = _differing_fields([c for _, c, _ in models])
+    shaping = sorted(differ - getattr(type(cfg), "OBJECTIVE_ONLY", frozenset()))
+    if shaping:
+        raise CheckpointError(f"another model: config differs: {', '.join(shaping)} between {', '.join(map(str, paths))}; "
+                              "only fine-tunes of one model average into one")
     states = [m.state_dict() for m, _, _ in models]
     mean = {}
     for name, first in states[0].items():
@@ -50,9 +52,8 @@ def average_checkpoints(paths: list[Path], out: Path) -> dict:
     steps = [c.get("step") for c in cards]
     # what each input was trained on, so the mean's card still says where it came from
     averaged = {"checkpoints": [str(p) for p in paths], "steps": steps, "data": [c.get("data") for c in cards]}
-    objective = sorted(_differing_fields([c for _, c, _ in models]))
-    if objective:  # the training objective each input had where they differed
-        averaged["objective"] = [{k: getattr(c, k) for k in objective} for _, c, _ in models]
+    if differ:  # the training objective each input had where they differed
+        averaged["objective"] = [{k: getattr(c, k) for k in sorted(differ)} for _, c, _ in models]
     save_checkpoint(out, model, model_type, cfg, extra={"step": max(s or 0 for s in steps), "averaged": averaged})
     return averaged
 
