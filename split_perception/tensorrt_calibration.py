@@ -12,7 +12,7 @@ import numpy as np
 import tensorrt as trt
 
 from .preprocessing import preprocess
-from .tensorrt_engine import cuda_runtime
+from .cuda_runtime import cuda_runtime
 
 
 class FolderCalibrator(trt.IInt8EntropyCalibrator2):

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .atomic_io import atomic_write_bytes, file_sha256
+from .cuda_runtime import cuda_runtime
 
 log = logging.getLogger("split_perception")
 
@@ -43,19 +44,6 @@ class EngineKey:
     def filename(self, stem: str) -> str:
         gpu = re.sub(r"[^A-Za-z0-9]+", "-", self.gpu_name).strip("-").lower()
         return f"{stem}.{self.onnx_sha256[:12]}.trt{self.tensorrt_version}.{gpu}.sm{self.compute_capability.replace('.', '')}.{self.precision}.engine"
-
-
-
-def cuda_runtime():
-    """cuda-python's runtime API module (device memory, copies, streams), or None."""
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart  # older cuda-python
-        except ImportError:
-            return None
-    return cudart
 
 
 def gpu_identity(device: int = 0) -> tuple[str, str]:

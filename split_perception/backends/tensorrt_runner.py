@@ -23,7 +23,8 @@ class TensorRTRunner:
     def __init__(self, engine_path: Path):
         import tensorrt as trt
 
-        from split_perception.tensorrt_engine import EngineError, check_engine_matches, cuda_runtime
+        from split_perception.cuda_runtime import cuda_runtime
+        from split_perception.tensorrt_engine import EngineError, check_engine_matches
 
         self.source = Path(engine_path)
         try:
