@@ -86,9 +86,9 @@ def _cmd_dataset_import(args) -> int:
         with reader:
             result = import_frames(reader, Path(args.out), every=args.every, size=args.size or (0, 0),
                                    max_frames=args.max, source=source, image_format=args.format,
-                                   progress=bar.update if bar else None)
+                                   progress=None if bar is None else bar.update)
     finally:
-        if bar:
+        if bar is not None:  # not `if bar`: a tqdm with no total (a video's length is unknown) refuses bool()
             bar.close()
     bad = f", {result.bad} undecodable frame(s) skipped" if result.bad else ""
     if result.stopped:

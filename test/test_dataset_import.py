@@ -30,10 +30,9 @@ W, H = 32, 24
 RGB = (200, 60, 20)
 
 
-def cli(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "split_perception.cli", "dataset", *map(str, args), "--quiet"]
-                          if args[0] != "info" else
-                          [sys.executable, "-m", "split_perception.cli", "dataset", *map(str, args)],
+def cli(*args, timeout=120, quiet=True):
+    return subprocess.run([sys.executable, "-m", "split_perception.cli", "dataset", *map(str, args)]
+                          + (["--quiet"] if quiet and args[0] != "info" else []),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -211,6 +210,10 @@ def test_from_folder_and_from_video(tmp_path):
     entries = assert_valid_dataset(tmp_path / "from_video", 3)
     assert [e["video_frame"] for e in entries] == [0, 2, 4]
     assert [abs(c[1] - 50 * k) <= 8 for k, c in enumerate(colours(tmp_path / "from_video"))] == [True] * 3
+    # with its progress bar (no --quiet): a video's length is unknown to the bar, which once crashed the import
+    r = cli("from-video", video, tmp_path / "from_video_bar", "--max", 3, "--every", 2, quiet=False)
+    assert r.returncode == 0, r.stderr
+    assert_valid_dataset(tmp_path / "from_video_bar", 3)
 
     r = cli("from-video", tmp_path / "notes.avi", tmp_path / "x")
     assert r.returncode == 2 and "no such file" in r.stderr
