@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a model from a YAML config (resumes from the last checkpoint)")
     tr.add_argument("config", help="YAML training config, e.g. config/train_split_spair.yaml")
     tr.add_argument("--out", default=None, help="run folder (default: the config's out_dir)")
-    tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. --set steps=100")
+    tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. --set train.steps=100 (one KEY=VALUE per --set)")
     tr.add_argument("--fresh", action="store_true", help="start over instead of resuming")
     tr.add_argument("--init", metavar="CHECKPOINT", default=None,
                     help="fine-tune: start a new run from this checkpoint's weights (same model type, weights that fit "

@@ -91,7 +91,10 @@ def test_a_value_of_the_wrong_type_names_the_key_and_the_type(tmp_path):
                               ("train.lr=fast", "train.lr: expected float, got 'fast'"),
                               ("train.amp=2", "train.amp: expected bool"),
                               ("model.z_what=", "model.z_what: expected int, got None"),
-                              ("data.backgrounds=solid", "data.backgrounds: expected a list of str")]:
+                              ("data.backgrounds=solid", "data.backgrounds: expected a list of str"),
+                              # a key without its section: the message names the section that has it
+                              ("steps=100", "--set steps: keys are SECTION.KEY (sections model, data, train); did you mean train.steps?"),
+                              ("pixel_std=0.2", "did you mean model.pixel_std?")]:
         with pytest.raises(ValueError) as err:
             load_run_config(cfg, [override])
         assert message in str(err.value), (override, str(err.value))

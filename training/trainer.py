@@ -204,6 +204,13 @@ def _set_dotted(d: dict, key: str, value) -> None:
     d[parts[-1]] = value
 
 
+def _sections_with_field(name: str) -> list[str]:
+    """The config sections (model of any type, data, train) that have a field `name`."""
+    models = [cls for cls, *_ in ckpt.model_registry().values()]
+    return [section for section, classes in (("model", models), ("data", [DataConfig]), ("train", [TrainConfig]))
+            if any(name in {f.name for f in dataclasses.fields(c)} for c in classes)]
+
+
 def load_run_config(path: Path, overrides: list[str] = (), out_dir: str | None = None) -> RunConfig:
     path = Path(path)
     if not path.is_file():
@@ -218,6 +225,9 @@ def load_run_config(path: Path, overrides: list[str] = (), out_dir: str | None =
         if "=" not in item:
             raise ValueError(f"--set expects KEY=VALUE, got '{item}'")
         k, v = item.split("=", 1)
+        if "." not in k and k.strip() not in ("model", "data", "train", "out_dir"):
+            raise ValueError(f"--set {k}: keys are SECTION.KEY (sections model, data, train)"
+                             + "".join(f"; did you mean {s}.{k.strip()}?" for s in _sections_with_field(k.strip())))
         try:
             value = load_yaml(v)
         except yaml.YAMLError as e:
