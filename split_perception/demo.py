@@ -43,6 +43,7 @@ GIF_MAX_FRAMES = 80
 SHEET_FRAMES = 8
 ANSWER_WAIT_S = 3.0  # a frame with no answer from a node after this long counts as lost by it
 STARTUP_TIMEOUT_S = 120.0
+MODEL_NODES = {"detector": "split_spair_detector", "slots": "monet_segmenter"}  # status name -> node name
 # distinct slot colours (RGB); more slots get evenly spaced hues
 SLOT_COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
                 (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40)]
@@ -257,7 +258,8 @@ class DemoRun:
         self.pending: dict[tuple[int, int], Frame] = {}
         self.totals = Totals()
         self.rates = {"camera": Rate(), "detector": Rate(), "slots": Rate()}
-        self.diag: dict[str, dict] = {}
+        self.diag: dict[str, dict] = {}  # node name -> its /diagnostics values
+        self.diag_errors: dict[str, str] = {}  # node name -> the message of its newest ERROR status
         self.kept: list = []  # (frame number, answered by both, future of its panels) for the sheet and the GIF
         self.drawer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="demo_drawer")
         self.keep_every = max(1, args.frames // GIF_MAX_FRAMES) if args.frames else 2
@@ -312,8 +314,7 @@ class DemoRun:
         """Start the camera once the detector and slot node both name a loaded model in /diagnostics."""
         if self._camera_start is None:
             return
-        loaded = [self.diag.get(f"/{topic}", {}).get("model_id", "none") != "none"
-                  for topic in ("split_spair_detector", "monet_segmenter")]
+        loaded = [self.diag.get(f"/{topic}", {}).get("model_id", "none") != "none" for topic in MODEL_NODES.values()]
         if all(loaded):
             name, cmd, env = self._camera_start
             self._camera_start = None
@@ -381,8 +382,26 @@ class DemoRun:
         self.frame(stamp_of(msg)).slots_k = int(msg.height)  # K x D: one row per slot
 
     def on_diagnostics(self, msg) -> None:
+        from diagnostic_msgs.msg import DiagnosticStatus
+
         for status in msg.status:
             self.diag[status.name] = {kv.key: kv.value for kv in status.values}
+            if status.level == DiagnosticStatus.ERROR:
+                self.diag_errors[status.name] = status.message
+            else:
+                self.diag_errors.pop(status.name, None)
+
+    def failed_loads(self) -> dict[str, str]:
+        """{node: why} for the model nodes that hold no model and are not loading one: at the start that
+        is a model that did not load (a missing or corrupt file, a backend not installed); the nodes stay
+        up waiting for a new model_path, but the demo has nothing to show."""
+        failed = {}
+        for topic in MODEL_NODES.values():
+            name = f"/{topic}"
+            if self.diag.get(name, {}).get("model_id") == "none" and name in self.diag_errors \
+                    and "loading " not in self.diag_errors[name]:
+                failed[name] = self.diag_errors[name]
+        return failed
 
     # --- frames done -------------------------------------------------------------------------------
     def finish_ready(self, flush: bool = False) -> None:
@@ -472,9 +491,9 @@ class DemoRun:
     def status_line(self) -> str:
         t = self.totals
         if self.first_frame_at is None:
-            up = [name for name, topic in (("detector", "split_spair_detector"), ("slots", "monet_segmenter"))
-                  if f"/{topic}" in self.diag]
-            waiting = [n for n in ("detector", "slots") if n not in up]
+            up = [name for name, topic in MODEL_NODES.items() if f"/{topic}" in self.diag]
+            waiting = [name for name, topic in MODEL_NODES.items()
+                       if self.diag.get(f"/{topic}", {}).get("model_id", "none") == "none"]
             return (f"starting {time.monotonic() - self.started:4.0f} s: nodes up: {', '.join(up) or 'none yet'}; "
                     f"loading: {', '.join(waiting) or '-'}; camera waits for all subscribers")
         total = f"/{self.args.frames}" if self.args.frames else ""
@@ -594,8 +613,11 @@ class DemoRun:
             lines.append(f"detector latency camera -> detections here: p50 {d['latency_ms_p50']} ms, "
                          f"p99 {d['latency_ms_p99']} ms")
         ari = f", foreground ARI {s['fg_ari']:.3f}" if s["fg_ari"] is not None else ""
-        lines.append(f"slots: answered {s['answered']}, lost {s['lost']}; K = {s['K']}, "
-                     f"{s['slots_used_per_frame']} slots in use per frame{ari}")
+        if s["K"] is not None:
+            lines.append(f"slots: answered {s['answered']}, lost {s['lost']}; K = {s['K']}, "
+                         f"{s['slots_used_per_frame']} slots in use per frame{ari}")
+        else:
+            lines.append(f"slots: answered {s['answered']}, lost {s['lost']}")
         if s["latency_ms_p50"] is not None:
             lines.append(f"slots latency camera -> masks here: p50 {s['latency_ms_p50']} ms, p99 {s['latency_ms_p99']} ms")
         out["lines"] = lines
@@ -655,6 +677,13 @@ class DemoRun:
                     self.stop_reason = f"stopped by {stop['signal']}"
                     break
                 self.start_camera_when_ready()
+                failed = self.failed_loads() if self.first_frame_at is None else {}
+                if failed:
+                    self.end_status()
+                    for name, why in failed.items():
+                        print(f"demo: {name} could not load its model: {why}\n(its log: {self.logs_dir})", file=sys.stderr)
+                    self.stop_reason, status = "a model did not load", 1
+                    break
                 crashed = [s for s in ("detector", "slots") if self.procs[s].poll() is not None]
                 if crashed:
                     time.sleep(0.3)  # a Ctrl-C in the terminal reaches the nodes too: was this one?

@@ -126,3 +126,21 @@ def test_ctrl_c_ends_every_node_and_writes_the_files(tmp_path):
     summary = check_outputs(tmp_path, lines)
     assert summary["stopped_by"] == "stopped by SIGINT"
     assert summary["slots"]["K"] >= 2  # the shipped slot model's, whatever it is now
+
+
+def test_a_model_that_does_not_load_ends_the_demo_with_the_reason(tmp_path):
+    """A missing detector file: the node stays up without a model (its documented choice), so the demo
+    must not wait for frames that never come; it stops its nodes and says why, exit status 1."""
+    pytest.importorskip("rclpy")
+    proc, lines = start_demo(tmp_path, "--frames", "5", "--detector-model", str(tmp_path / "nothere.onnx"))
+    try:
+        proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(0.2)
+    text = "".join(lines)
+    assert proc.returncode == 1, text
+    assert "/split_spair_detector could not load its model" in text and "nothere.onnx" in text, text
+    assert "K = None" not in text, text
+    assert json.loads((tmp_path / "summary.json").read_text())["stopped_by"] == "a model did not load"
