@@ -40,6 +40,7 @@ import numpy as np
 CAMERA_TOPIC = "/demo/camera/image"
 PANEL_PX = 192  # frames are drawn this size (nearest-neighbour upscaling keeps the pixels visible)
 GIF_MAX_FRAMES = 80
+OPEN_RUN_FRAME_FILES = 600  # --frames 0 (until Ctrl-C): the newest 600 frames' pictures stay (about 8 MB), not a full disk
 SHEET_FRAMES = 8
 ANSWER_WAIT_S = 3.0  # a frame with no answer from a node after this long counts as lost by it
 STARTUP_TIMEOUT_S = 120.0
@@ -52,7 +53,8 @@ SLOT_COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (24
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The demo's command-line options (split-perception demo ...)."""
     p.add_argument("--frames", type=int, default=200, help="stop after this many camera frames (default 200: "
-                                                          "20 s at 10 Hz); 0: run until Ctrl-C")
+                                                          "20 s at 10 Hz); 0: run until Ctrl-C, keeping the "
+                                                          f"pictures of the newest {OPEN_RUN_FRAME_FILES} frames")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--rate", type=float, default=10.0, help="camera frame rate in Hz (default 10)")
     p.add_argument("--background", default="solid",
@@ -464,7 +466,14 @@ class DemoRun:
         tile = self.tile(f, n)
         write_png(self.frames_dir / f"{n:06d}_boxes.png", tile["boxes"])
         write_png(self.frames_dir / f"{n:06d}_slots.png", tile["slots"])
+        self.forget_old_frame(n)
         return tile["row"] if keep else None
+
+    def forget_old_frame(self, n: int) -> None:
+        """A run without an end (--frames 0) keeps only the pictures of its newest frames."""
+        if not self.args.frames and n > OPEN_RUN_FRAME_FILES:
+            for kind in ("boxes", "slots"):
+                (self.frames_dir / f"{n - OPEN_RUN_FRAME_FILES:06d}_{kind}.png").unlink(missing_ok=True)
 
     def tile(self, f: Frame, n: int) -> dict:
         """The frame, its boxes and its slots side by side with captions."""

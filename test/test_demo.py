@@ -144,3 +144,21 @@ def test_a_model_that_does_not_load_ends_the_demo_with_the_reason(tmp_path):
     assert "/split_spair_detector could not load its model" in text and "nothere.onnx" in text, text
     assert "K = None" not in text, text
     assert json.loads((tmp_path / "summary.json").read_text())["stopped_by"] == "a model did not load"
+
+
+def test_a_run_without_an_end_keeps_the_pictures_of_its_newest_frames(tmp_path):
+    """--frames 0 runs until Ctrl-C: the frames folder must not grow until the disk is full."""
+    import argparse
+
+    from split_perception import demo
+
+    run = demo.DemoRun(argparse.Namespace(frames=0), tmp_path)
+    run.frames_dir.mkdir(parents=True)
+    for n in (1, 2):
+        for kind in ("boxes", "slots"):
+            (run.frames_dir / f"{n:06d}_{kind}.png").write_bytes(b"x")
+    run.forget_old_frame(demo.OPEN_RUN_FRAME_FILES)  # within the limit: nothing goes
+    assert len(list(run.frames_dir.iterdir())) == 4
+    run.forget_old_frame(demo.OPEN_RUN_FRAME_FILES + 1)  # frame 1 goes, frame 2 stays
+    assert sorted(p.name for p in run.frames_dir.iterdir()) == ["000002_boxes.png", "000002_slots.png"]
+    run.drawer.shutdown()

@@ -191,3 +191,12 @@ def test_eval_counts_boxes_as_the_api_keeps_them(tiny_detector_files):
         assert report[name]["count_accuracy"] == expected, name
         dropped += sum(len(no_drop(s.image)) for s in sc) - sum(counts)
     assert dropped > 0
+
+
+def test_an_onnx_file_where_a_checkpoint_is_needed_says_how_to_run_it(tiny_detector_files):
+    """`split-perception eval / train --init / export` take training checkpoints; an ONNX export
+    given there is named as one, with the commands that do run it."""
+    from split_perception.models import checkpoint as ckpt
+
+    with pytest.raises(ckpt.CheckpointError, match=r"an ONNX export, not a training checkpoint.*segmenter_api_eval"):
+        ckpt.load_checkpoint(tiny_detector_files[1])

@@ -156,6 +156,10 @@ def read_metadata(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.suffix.lower() == ".onnx":
+        raise CheckpointError(f"{path}: an ONNX export, not a training checkpoint (.safetensors); ONNX files run "
+                              "through load_detector() / load_segmenter(), e.g. python benchmarks/detector_errors.py "
+                              "--model FILE or python benchmarks/segmenter_api_eval.py FILE")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
