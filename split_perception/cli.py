@@ -1,4 +1,4 @@
-"""`split-perception` command line: the offline work (data, training, evaluation, export).
+"""`split-perception` command line: data, training, evaluation, export, and the demo and deployment to running nodes.
 
 Each subcommand imports what it needs when it runs, so `--help` and the data tools stay
 fast and never load torch.

@@ -487,13 +487,14 @@ class DemoRun:
             k = f.slots_k or int(f.labels.max()) + 1
             slots = draw_slots(f.rgb, f.labels, k)
             used = len(np.unique(f.labels))
-            ari = f", fg-ARI {f.fg_ari:.2f}" if f.fg_ari is not None and np.isfinite(f.fg_ari) else ""
-            seg_text = [f"slots: {used} of K={k} in use{ari}", f"{f.seg_latency_ms:.0f} ms after the camera"]
+            ari = f"fg-ARI {f.fg_ari:.2f}" if f.fg_ari is not None and np.isfinite(f.fg_ari) else "fg-ARI -"
+            # three short lines: one long line ran past the panel's 192 px
+            seg_text = [f"slots: {used} of K={k} in use", ari, f"{f.seg_latency_ms:.0f} ms after the camera"]
         else:
             slots, seg_text = np.full_like(camera, 200), ["slots: no answer", "(frame lost)"]
         truth = f"{f.truth_count} object(s)" if f.truth_count is not None else "ground truth unknown"
         cam_text = [f"camera frame {n}", f"truth: {truth}"]
-        panels = [caption(camera, cam_text, 40), caption(boxes, det_text, 40), caption(slots, seg_text, 40)]
+        panels = [caption(camera, cam_text, 56), caption(boxes, det_text, 56), caption(slots, seg_text, 56)]
         return {"boxes": boxes, "slots": slots, "row": hstack(panels)}
 
     # --- status ------------------------------------------------------------------------------------
