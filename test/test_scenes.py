@@ -634,6 +634,32 @@ def test_object_colours_camera_adds_faint_objects_near_the_wall_colour():
         assert 40.0 <= np.linalg.norm(c - grey) <= 110.0
 
 
+def test_object_colours_pattern_puts_objects_near_one_colour_of_a_two_colour_wall():
+    """"pattern": on checkerboards and stripes, objects 20-70 from one of the two pattern colours (and
+    at least 70 from the mean under them); other walls take "any" objects. The other kinds draw the
+    scenes they drew before (their random numbers are taken in the same order)."""
+    def nearest_pattern_colour(background, colours):
+        cfg = scenes.MultiObjectConfig(background=background, min_objects=2, max_objects=4, object_colours=colours,
+                                       object_shading=0.0, palette="train")
+        d = []
+        for i in range(40):
+            s = scenes.generate(cfg, 5, i)
+            wall = s.image[~np.any(s.masks, 0)].reshape(-1, 3)
+            tones, counts = np.unique(wall, axis=0, return_counts=True)
+            two = tones[np.argsort(-counts)[:2]].astype(float)  # hard-edged walls: the two pattern colours
+            d += [float(np.linalg.norm(two - s.image[m][0].astype(float), axis=1).min()) for m in s.masks]
+        return np.array(d)
+
+    pattern, camera = nearest_pattern_colour("checkerboard", "pattern"), nearest_pattern_colour("checkerboard", "camera")
+    # measured 0.68 vs 0.10: where the two pattern colours are too near each other, "any" stands in
+    assert (pattern <= 72).mean() > 0.55 and (camera <= 72).mean() < 0.25, ((pattern <= 72).mean(), (camera <= 72).mean())
+    solid = scenes.MultiObjectConfig(min_objects=2, object_colours="pattern", palette="train")
+    for i in range(20):  # a one-colour wall: "any" objects, at least 70 from it
+        s = scenes.generate(solid, 5, i)
+        wall = s.image[~np.any(s.masks, 0)].astype(float).mean(0)
+        assert all(np.linalg.norm(s.image[m][0].astype(float) - wall) >= 68 for m in s.masks)
+
+
 def test_room_object_colours_any_adds_dark_and_greyish_objects_and_bright_is_unchanged():
     """Rooms take the same object colour kinds: "bright" (the default) draws the rooms every earlier
     segmenter was trained on, "any" and "mixed" add dark and greyish objects."""

@@ -278,17 +278,40 @@ def background_colour(rng: np.random.Generator, palette: Palette) -> np.ndarray:
 # with even odds.
 OBJECT_COLOURS = {"bright": ((0.6, 1.0), (0.6, 1.0), 110.0, np.inf), "any": ((0.15, 1.0), (0.2, 1.0), 70.0, np.inf),
                   "faint": ((0.1, 1.0), (0.15, 1.0), 40.0, 110.0)}
-_COLOUR_MIXTURES = {"mixed": ("bright", "any"), "camera": ("bright", "any", "faint")}
-OBJECT_COLOUR_KINDS = (*OBJECT_COLOURS, *_COLOUR_MIXTURES)
+# "pattern" (objects on two-colour walls only: checkerboards, stripes): 20-70 from one of the
+# pattern's colours, at least 70 from the mean colour under the object and from the other objects,
+# as a box the colour of one floor tile; elsewhere "any". On an outside generator's stripes the
+# default of 2026-12-05 (2) found 0.60-0.63 of such objects (docs/RESULTS.md, 2026-12-05 (3)).
+# "camera_patterns": "camera" with "pattern" as a fourth kind.
+_COLOUR_MIXTURES = {"mixed": ("bright", "any"), "camera": ("bright", "any", "faint"),
+                    "camera_patterns": ("bright", "any", "faint", "pattern")}
+OBJECT_COLOUR_KINDS = (*OBJECT_COLOURS, "pattern", *_COLOUR_MIXTURES)
+
+
+def _one_colour_kind(rng: np.random.Generator, kind: str) -> str:
+    """A mixture's kind for one object (one draw); a plain kind as it is (no draw)."""
+    if kind in _COLOUR_MIXTURES:
+        kinds = _COLOUR_MIXTURES[kind]
+        kind = kinds[int(rng.integers(0, len(kinds)))]
+    return kind
 
 
 def _object_colour_ranges(rng: np.random.Generator, kind: str) -> tuple[float, tuple, tuple, float]:
     """(least distance, saturation range, value range, most distance) for one object of colour kind `kind`."""
-    if kind in _COLOUR_MIXTURES:
-        kinds = _COLOUR_MIXTURES[kind]
-        kind = kinds[int(rng.integers(0, len(kinds)))]
-    sat, val, min_distance, max_distance = OBJECT_COLOURS[kind]
+    sat, val, min_distance, max_distance = OBJECT_COLOURS[_one_colour_kind(rng, kind)]
     return min_distance, sat, val, max_distance
+
+
+def _pattern_colour(rng: np.random.Generator, pattern: list[np.ndarray], avoid: list[np.ndarray]) -> np.ndarray | None:
+    """A colour 20-70 from one of the two `pattern` colours and at least 70 from every colour in
+    `avoid` (the mean under the object, the other objects), or None where 8 tries find none."""
+    target = pattern[int(rng.integers(0, 2))]
+    others = np.array(avoid, dtype=np.float64).reshape(-1, 3)
+    for _ in range(8):
+        c = contrasting_colour(rng, [target], 20.0, (0.0, 1.0), (0.1, 1.0), 70.0)
+        if not len(others) or float(np.sqrt(((others - c) ** 2).sum(1)).min()) >= 70.0:
+            return c
+    return None
 
 
 def contrasting_colour(rng: np.random.Generator, avoid: list[np.ndarray], min_distance: float = 110.0,
@@ -961,7 +984,15 @@ def multi_object_scene(cfg: MultiObjectConfig, seed: int, index: int) -> Scene:
     local = cfg.background not in _LEGACY_BACKGROUNDS
     for full, box in placed:
         avoid = (used + [background[full].mean(0).astype(np.float64)]) if local else used
-        colour = contrasting_colour(rng, avoid, *_object_colour_ranges(rng, cfg.object_colours))
+        kind = _one_colour_kind(rng, cfg.object_colours)
+        colour = None
+        if kind == "pattern":
+            if cfg.background in ("checkerboard", "stripes"):  # bg_colours starts with the two pattern colours
+                under = background[full].mean(0).astype(np.float64)
+                colour = _pattern_colour(rng, bg_colours[:2], used[len(bg_colours):] + [under])
+            kind = "any"
+        if colour is None:
+            colour = contrasting_colour(rng, avoid, *_object_colour_ranges(rng, kind))
         used.append(colour)
         if cfg.object_shading > 0.0:
             _paint_shaded(rng, image, full, box, colour, cfg.object_shading)
