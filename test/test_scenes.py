@@ -658,6 +658,8 @@ def test_object_colours_pattern_puts_objects_near_one_colour_of_a_two_colour_wal
         s = scenes.generate(solid, 5, i)
         wall = s.image[~np.any(s.masks, 0)].astype(float).mean(0)
         assert all(np.linalg.norm(s.image[m][0].astype(float) - wall) >= 68 for m in s.masks)
+    for colours in ("pattern", "camera_patterns"):  # rooms take the kinds too ("pattern" draws "any" there)
+        assert scenes.generate(scenes.room_kind_config("room_rich", 64, object_colours=colours), 5, 0).count >= 1
 
 
 def test_room_object_colours_any_adds_dark_and_greyish_objects_and_bright_is_unchanged():

@@ -298,7 +298,9 @@ def _one_colour_kind(rng: np.random.Generator, kind: str) -> str:
 
 def _object_colour_ranges(rng: np.random.Generator, kind: str) -> tuple[float, tuple, tuple, float]:
     """(least distance, saturation range, value range, most distance) for one object of colour kind `kind`."""
-    sat, val, min_distance, max_distance = OBJECT_COLOURS[_one_colour_kind(rng, kind)]
+    kind = _one_colour_kind(rng, kind)
+    # "pattern" needs a two-colour wall (multi_object_scene); rooms and the other walls draw "any"
+    sat, val, min_distance, max_distance = OBJECT_COLOURS["any" if kind == "pattern" else kind]
     return min_distance, sat, val, max_distance
 
 
@@ -990,7 +992,6 @@ def multi_object_scene(cfg: MultiObjectConfig, seed: int, index: int) -> Scene:
             if cfg.background in ("checkerboard", "stripes"):  # bg_colours starts with the two pattern colours
                 under = background[full].mean(0).astype(np.float64)
                 colour = _pattern_colour(rng, bg_colours[:2], used[len(bg_colours):] + [under])
-            kind = "any"
         if colour is None:
             colour = contrasting_colour(rng, avoid, *_object_colour_ranges(rng, kind))
         used.append(colour)
