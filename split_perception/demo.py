@@ -316,8 +316,7 @@ class DemoRun:
         """Start the camera once the detector and slot node both name a loaded model in /diagnostics."""
         if self._camera_start is None:
             return
-        loaded = [self.diag.get(f"/{topic}", {}).get("model_id", "none") != "none" for topic in MODEL_NODES.values()]
-        if all(loaded):
+        if not self.without_model():
             name, cmd, env = self._camera_start
             self._camera_start = None
             self._spawn("camera", name, cmd, env)
@@ -397,13 +396,13 @@ class DemoRun:
         """{node: why} for the model nodes that hold no model and are not loading one: at the start that
         is a model that did not load (a missing or corrupt file, a backend not installed); the nodes stay
         up waiting for a new model_path, but the demo has nothing to show."""
-        failed = {}
-        for topic in MODEL_NODES.values():
-            name = f"/{topic}"
-            if self.diag.get(name, {}).get("model_id") == "none" and name in self.diag_errors \
-                    and "loading " not in self.diag_errors[name]:
-                failed[name] = self.diag_errors[name]
-        return failed
+        return {f"/{topic}": self.diag_errors[f"/{topic}"] for topic in self.without_model().values()
+                if f"/{topic}" in self.diag and "loading " not in self.diag_errors.get(f"/{topic}", "loading ")}
+
+    def without_model(self) -> dict[str, str]:
+        """{status name: node name} of the model nodes whose /diagnostics name no model (or not heard yet)."""
+        return {name: topic for name, topic in MODEL_NODES.items()
+                if self.diag.get(f"/{topic}", {}).get("model_id", "none") == "none"}
 
     # --- frames done -------------------------------------------------------------------------------
     def finish_ready(self, flush: bool = False) -> None:
@@ -502,8 +501,7 @@ class DemoRun:
         t = self.totals
         if self.first_frame_at is None:
             up = [name for name, topic in MODEL_NODES.items() if f"/{topic}" in self.diag]
-            waiting = [name for name, topic in MODEL_NODES.items()
-                       if self.diag.get(f"/{topic}", {}).get("model_id", "none") == "none"]
+            waiting = list(self.without_model())
             return (f"starting {time.monotonic() - self.started:4.0f} s: nodes up: {', '.join(up) or 'none yet'}; "
                     f"loading: {', '.join(waiting) or '-'}; camera waits for all subscribers")
         total = f"/{self.args.frames}" if self.args.frames else ""

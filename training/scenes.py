@@ -311,9 +311,14 @@ def _pattern_colour(rng: np.random.Generator, pattern: list[np.ndarray], avoid: 
     others = np.array(avoid, dtype=np.float64).reshape(-1, 3)
     for _ in range(8):
         c = contrasting_colour(rng, [target], 20.0, (0.0, 1.0), (0.1, 1.0), 70.0)
-        if not len(others) or float(np.sqrt(((others - c) ** 2).sum(1)).min()) >= 70.0:
+        if _nearest_distance(others, c) >= 70.0:
             return c
     return None
+
+
+def _nearest_distance(colours: np.ndarray, c: np.ndarray) -> float:
+    """RGB L2 distance from `c` to the nearest row of `colours` (N, 3); inf when there are none."""
+    return float(np.sqrt(((colours - c) ** 2).sum(1)).min()) if len(colours) else np.inf
 
 
 def contrasting_colour(rng: np.random.Generator, avoid: list[np.ndarray], min_distance: float = 110.0,
@@ -325,7 +330,7 @@ def contrasting_colour(rng: np.random.Generator, avoid: list[np.ndarray], min_di
     others = np.array(avoid, dtype=np.float64).reshape(-1, 3)  # one array: the distances in one numpy call
     for _ in range(32):
         c = _hsv_colour(rng, 0.0, 1.0, sat=sat, val=val)
-        d = float(np.sqrt(((others - c) ** 2).sum(1)).min()) if len(others) else np.inf
+        d = _nearest_distance(others, c)
         if min_distance <= d <= max_distance:
             return c
         if d > best_d:

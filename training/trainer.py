@@ -204,6 +204,9 @@ def _set_dotted(d: dict, key: str, value) -> None:
     d[parts[-1]] = value
 
 
+SECTIONS = ("model", "data", "train")  # a run config's sections; `out_dir` is its one top-level value
+
+
 def _sections_with_field(name: str) -> list[str]:
     """The config sections (model of any type, data, train) that have a field `name`."""
     models = [cls for cls, *_ in ckpt.model_registry().values()]
@@ -225,7 +228,7 @@ def load_run_config(path: Path, overrides: list[str] = (), out_dir: str | None =
         if "=" not in item:
             raise ValueError(f"--set expects KEY=VALUE, got '{item}'")
         k, v = item.split("=", 1)
-        if "." not in k and k.strip() not in ("model", "data", "train", "out_dir"):
+        if "." not in k and k.strip() not in (*SECTIONS, "out_dir"):
             raise ValueError(f"--set {k}: keys are SECTION.KEY (sections model, data, train)"
                              + "".join(f"; did you mean {s}.{k.strip()}?" for s in _sections_with_field(k.strip())))
         try:
@@ -233,10 +236,10 @@ def load_run_config(path: Path, overrides: list[str] = (), out_dir: str | None =
         except yaml.YAMLError as e:
             raise ValueError(f"--set {k}: cannot read value {v!r} ({e})") from None
         _set_dotted(raw, k, value)
-    unknown = sorted(set(raw) - {"model", "data", "train", "out_dir"})
+    unknown = sorted(set(raw) - {*SECTIONS, "out_dir"})
     if unknown:
         raise ValueError(f"{path}: unknown sections {unknown}")
-    for section in ("model", "data", "train"):
+    for section in SECTIONS:
         if raw.get(section) is not None and not isinstance(raw[section], dict):
             raise ValueError(f"{path}: section '{section}' must be a mapping, got {raw[section]!r}")
     model_raw = dict(raw.get("model") or {})
