@@ -1,4 +1,6 @@
 """MONet and MONet-RN50*: masks, loss, learning, metrics on real scenes, the segmenter API."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -132,3 +134,46 @@ def test_evaluation_writes_metrics_and_figure(tmp_path, tiny_segmenter_files):
         assert 0.0 <= room["msc"] <= 1.0 and -1.0 <= room["fg_ari"] <= 1.0 and room["reconstruction_mse"] > 0
     assert json.loads((tmp_path / "metrics.json").read_text())["model_type"] == "monet"
     assert (tmp_path / "figure.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_checkpoint_fine_tunes_into_more_slots_from_its_own_mixture(tiny_segmenter_files):
+    """--init with model.slots above the checkpoint's: each new slot splits a foreground slot in two
+    halves of its mass, so the grown model starts by explaining the scene as the checkpoint did
+    (slot 0 and the unsplit slots keep their masks, a split slot's two halves sum to it), the new
+    slots learn, and fewer slots than the checkpoint's are left for the shape check to refuse."""
+    import dataclasses
+    import json
+
+    from safetensors.torch import load_file
+
+    from split_perception.models import checkpoint as ckpt
+    from split_perception.training import scenes, trainer
+
+    weights, _ = tiny_segmenter_files
+    cfg = MonetConfig(**json.loads(ckpt.read_metadata(weights)["config"]))  # K = 4
+    state = load_file(str(weights))
+    old = Monet(cfg).eval()
+    old.load_state_dict(state)
+    grown = Monet(dataclasses.replace(cfg, slots=6)).eval()
+    grown.load_state_dict(grown.fit_init_state(state))
+    room = scenes.RoomConfig(image_size=32)
+    x = torch.stack([torch.from_numpy(scenes.generate(room, 7, i).image).permute(2, 0, 1).float() / 255 for i in range(4)])
+    with torch.no_grad():
+        m_old, m_new = old.attention(x).exp(), grown.attention(x).exp()
+    # new slots 4 and 5 split slots 3 and 2 (the last foreground slots first); slots 0 and 1 unchanged
+    torch.testing.assert_close(m_new[:, :2], m_old[:, :2], atol=0.02, rtol=0)
+    torch.testing.assert_close(m_new[:, 3] + m_new[:, 4], m_old[:, 3], atol=0.02, rtol=0)
+    torch.testing.assert_close(m_new[:, 2] + m_new[:, 5], m_old[:, 2], atol=0.02, rtol=0)
+    assert (m_new[:, 4] - m_new[:, 3]).abs().max() > 0  # the halves differ a little: they can part
+    grown.train()
+    grown(x)["loss"].backward()
+    assert grown.attention.head.weight.grad[4:].abs().sum() > 0
+    # fewer slots: nothing is fitted, the caller's shape check refuses it
+    fewer = Monet(dataclasses.replace(cfg, slots=3))
+    assert fewer.fit_init_state(state)["attention.head.weight"].shape[0] == 4
+    # and through the trainer, as `train --init` loads it: the difference is named, the weights fit
+    config = Path(__file__).resolve().parents[1] / "config" / "train_monet_rn18.yaml"
+    tiny = ["model.image_size=32", "data.image_size=32", "model.upsampling=transposed", "model.decoder_size=0", "model.slots=6"]
+    run = trainer.load_run_config(config, tiny)
+    info = trainer.load_init_weights(Monet(run.model), run, weights)
+    assert "slots: 4 in the checkpoint, 6 in the config" in info["differences"]

@@ -39,6 +39,9 @@ REFINE_CHANNELS = 16  # the full-resolution refinement of the "bilinear" decoder
 # ResNet18's stages are four times narrower, so its decoder is scaled down likewise.
 RESNET_DECODER = {"resnet50": (512, 128, 64, 16), "resnet18": (128, 64, 32, 16)}
 RESNET_STAGES = {"resnet50": (256, 512, 1024, 2048), "resnet18": (64, 128, 256, 512)}
+# Fine-tuning with more slots (Monet.fit_init_state): a new slot's head weights are the split
+# slot's plus noise of this share of their standard deviation, enough to break the tie.
+SPLIT_NOISE = 0.05
 
 
 @dataclass(frozen=True)
@@ -277,6 +280,33 @@ class Monet(nn.Module):
         sigma = torch.full((cfg.slots,), cfg.sigma_fg)
         sigma[0] = cfg.sigma_bg
         self.register_buffer("sigma", sigma.view(1, -1, 1, 1, 1), persistent=False)
+
+    def fit_init_state(self, state: dict) -> dict:
+        """A checkpoint's weights fitted to this model when a fine-tune adds slots (model.slots
+        larger than the checkpoint's): a robot whose scenes hold more objects than the shipped
+        K was chosen for. Only the ResNet attention's 1x1 head depends on K (the recurrent
+        attention and the component VAE are shared by all slots). Each new slot is a copy of a
+        foreground slot, taken from the last one backwards, and the two share that slot's mass
+        (both biases lowered by log 2), so the fine-tune starts from the checkpoint's mixture;
+        a small perturbation of the copy's weights (SPLIT_NOISE of their spread) lets the two
+        halves part where the data asks for two slots (e.g. two objects the old slot took
+        together). Fewer slots than the checkpoint's are left to the caller's shape check."""
+        weight_key, bias_key = "attention.head.weight", "attention.head.bias"
+        old_w, old_b = state.get(weight_key), state.get(bias_key)
+        if not isinstance(self.attention, ResNetAttention) or old_w is None or old_b is None:
+            return state
+        old_k, new_k = old_w.shape[0], self.cfg.slots
+        if new_k <= old_k or old_k < 2 or old_w.shape[1:] != self.attention.head.weight.shape[1:]:
+            return state
+        w, b = old_w.clone(), old_b.clone()
+        gen = torch.Generator().manual_seed(new_k)  # the same checkpoint grows the same way every time
+        for i in range(new_k - old_k):
+            src = old_k - 1 - i % (old_k - 1)  # foreground slots only: slot 0 keeps the background's sigma
+            b[src] -= math.log(2.0)
+            noise = torch.randn(w[src].shape, generator=gen) * SPLIT_NOISE * w[src].std()
+            w = torch.cat([w, (w[src] + noise)[None]])
+            b = torch.cat([b, b[src : src + 1]])
+        return {**state, weight_key: w, bias_key: b}
 
     @staticmethod
     def every_parameter_learns_from_step_0(cfg: MonetConfig) -> bool:
