@@ -205,9 +205,11 @@ class Rate:
         now = time.monotonic()
         self.times = [t for t in self.times if now - t < self.window] + [now]
 
-    def hz(self) -> float:
-        now = time.monotonic()
-        times = [t for t in self.times if now - t < self.window]
+    def hz(self, final: bool = False) -> float:
+        """The rate now; final=True: over the window before the last event (after the stream
+        ended, when 'now' would read 0 Hz)."""
+        now = self.times[-1] if final and self.times else time.monotonic()
+        times = [t for t in self.times if now - t < self.window + 1e-9]
         if len(times) < 2:
             return 0.0
         return (len(times) - 1) / max(times[-1] - times[0], 1e-6)
@@ -497,7 +499,8 @@ class DemoRun:
         return {"boxes": boxes, "slots": slots, "row": hstack(panels)}
 
     # --- status ------------------------------------------------------------------------------------
-    def status_line(self) -> str:
+    def status_line(self, final: bool = False) -> str:
+        """The one-line status; final=True: after the stream ended, rates over its last seconds."""
         t = self.totals
         if self.first_frame_at is None:
             up = [name for name, topic in MODEL_NODES.items() if f"/{topic}" in self.diag]
@@ -516,12 +519,13 @@ class DemoRun:
         det_ms = f" {np.median(t.det_latency[-20:]):.0f} ms" if t.det_latency else ""
         seg_ms = f" {np.median(t.seg_latency[-20:]):.0f} ms" if t.seg_latency else ""
         used = f" {t.slots_used[-1]}/{t.slots_k or '?'} used" if t.slots_used else ""
-        return (f"frame {self.camera_frames}{total} | cam {self.rates['camera'].hz():.1f} Hz | "
-                f"det {self.rates['detector'].hz():.1f} Hz{objects}{acc}{det_ms} | "
-                f"slots {self.rates['slots'].hz():.1f} Hz{used}{seg_ms} | lost {t.det_lost}/{t.seg_lost}")
+        hz = {name: rate.hz(final) for name, rate in self.rates.items()}
+        return (f"frame {self.camera_frames}{total} | cam {hz['camera']:.1f} Hz | "
+                f"det {hz['detector']:.1f} Hz{objects}{acc}{det_ms} | "
+                f"slots {hz['slots']:.1f} Hz{used}{seg_ms} | lost {t.det_lost}/{t.seg_lost}")
 
-    def show_status(self) -> None:
-        line = self.status_line()
+    def show_status(self, final: bool = False) -> None:
+        line = self.status_line(final)
         if self.tty:
             width = shutil.get_terminal_size((120, 20)).columns
             sys.stdout.write("\r\x1b[2K" + line[: width - 1])
@@ -734,7 +738,7 @@ class DemoRun:
             try:
                 self.stop_nodes()
                 self.finish_ready(flush=True)
-                self.show_status()
+                self.show_status(final=True)
                 self.end_status()
                 node.destroy_node()
                 executor.shutdown()

@@ -162,3 +162,21 @@ def test_a_run_without_an_end_keeps_the_pictures_of_its_newest_frames(tmp_path):
     run.forget_old_frame(demo.OPEN_RUN_FRAME_FILES + 1)  # frame 1 goes, frame 2 stays
     assert sorted(p.name for p in run.frames_dir.iterdir()) == ["000002_boxes.png", "000002_slots.png"]
     run.drawer.shutdown()
+
+
+def test_the_final_status_line_gives_the_rates_of_the_streams_last_seconds(monkeypatch):
+    """After the camera's last frame the nodes take a few seconds to stop; the status line written
+    then read 0.0 Hz for every stream. The final line measures the window before the last event."""
+    from split_perception import demo
+
+    clock = {"now": 100.0}
+    monkeypatch.setattr(demo.time, "monotonic", lambda: clock["now"])
+    rate = demo.Rate(window=2.0)
+    for _ in range(30):  # 10 Hz for 3 s
+        clock["now"] += 0.1
+        rate.tick()
+    assert rate.hz() == pytest.approx(10.0)
+    clock["now"] += 4.0  # the stream ended; the nodes are stopping
+    assert rate.hz() == 0.0
+    assert rate.hz(final=True) == pytest.approx(10.0)
+    assert demo.Rate().hz(final=True) == 0.0  # no event at all
