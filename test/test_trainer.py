@@ -138,12 +138,12 @@ def test_multi_object_data_settings_reach_every_scene_config():
     run = load_run_config(ROOT / "config" / "train_split_spair.yaml",
                           ["data.touching_prob=0.5", "data.overlap_prob=0.3", "data.min_visible_fraction=0.4",
                            "data.sprites=varied_parts", "data.palette=train_wide", "data.object_colours=mixed",
-                           "data.object_shading=0.3"])
+                           "data.object_shading=0.3", "data.camera_blur=0.8"])
     configs = SceneStream(run.data, batch_size=2).configs
     assert len(configs) == len(run.data.backgrounds)
     for c in configs:
         assert (c.touching_prob, c.overlap_prob, c.min_visible_fraction, c.sprites) == (0.5, 0.3, 0.4, "varied_parts")
-        assert (c.palette, c.object_colours, c.object_shading) == ("train_wide", "mixed", 0.3)
+        assert (c.palette, c.object_colours, c.object_shading, c.camera_blur) == ("train_wide", "mixed", 0.3, 0.8)
         assert (c.min_objects, c.max_objects, c.sprite_size_jitter) == (0, 6, 3)  # the shipped recipe's last stage
 
 

@@ -56,6 +56,7 @@ class DataConfig:
     object_colours: str = "bright"  # multi_object: scenes.OBJECT_COLOUR_KINDS, "bright", "any" (also dark, greyish), "faint", "mixed" or "camera"
     object_shading: float = 0.0  # multi_object: brightness ramp across each object (scenes.MultiObjectConfig)
     min_visible_fraction: float = 0.6  # multi_object: occlusion limit, each object keeps this much of itself
+    camera_blur: float = 0.0  # multi_object: each frame blurred by a Gaussian of sigma in [0, this] px (soft edges)
     palette: str = "train"
     image_size: int = 48
     max_objects: int = 5
@@ -274,7 +275,7 @@ class SceneStream:
                     sprite_size_jitter=data.sprite_size_jitter, touching_prob=data.touching_prob,
                     overlap_prob=data.overlap_prob, sprite_turns=data.sprite_turns,
                     min_visible_fraction=data.min_visible_fraction, object_colours=data.object_colours,
-                    object_shading=data.object_shading,
+                    object_shading=data.object_shading, camera_blur=data.camera_blur,
                 )
                 for bg in data.backgrounds
             ]
