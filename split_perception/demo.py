@@ -95,14 +95,33 @@ def draw_boxes(rgb: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> np.nda
 
     img, scale = upscale(rgb)
     img = img.copy()
-    for (x1, y1, x2, y2), s in zip(np.asarray(boxes).reshape(-1, 4) * scale, scores):
-        p1, p2 = (int(round(x1)), int(round(y1))), (int(round(x2)) - 1, int(round(y2)) - 1)
+    corners = [((int(round(x1)), int(round(y1))), (int(round(x2)) - 1, int(round(y2)) - 1))
+               for x1, y1, x2, y2 in np.asarray(boxes).reshape(-1, 4) * scale]
+    texts = [f"{s:.2f}" for s in scores]
+    (tw, th), _ = cv2.getTextSize("0.00", cv2.FONT_HERSHEY_SIMPLEX, 0.38, 3)
+    for (p1, p2), text, at in zip(corners, texts, score_positions(corners, (tw, th), img.shape[0])):
         cv2.rectangle(img, p1, p2, (0, 0, 0), 3)
         cv2.rectangle(img, p1, p2, (255, 255, 255), 1)
-        label_y = p1[1] - 3 if p1[1] > 12 else p2[1] + 12
-        cv2.putText(img, f"{s:.2f}", (p1[0], label_y), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(img, f"{s:.2f}", (p1[0], label_y), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(img, text, at, cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(img, text, at, cv2.FONT_HERSHEY_SIMPLEX, 0.38, (255, 255, 255), 1, cv2.LINE_AA)
     return img
+
+
+def score_positions(corners: list, text_size: tuple[int, int], height: int) -> list[tuple[int, int]]:
+    """Where each box's score is written (text baseline, left): above the box, else below, else just
+    inside its top, whichever first covers no score written before it (neighbouring objects' scores
+    were written over each other)."""
+    tw, th = text_size
+    written: list[tuple[int, int, int, int]] = []
+    out = []
+    for (x1, y1), (_, y2) in corners:
+        spots = [(x1, y1 - 3), (x1, y2 + th + 3), (x1 + 2, y1 + th + 2)]
+        spots = [(x, y) for x, y in spots if th <= y < height] or [(x1, max(th, y1 + th + 2))]
+        free = [(x, y) for x, y in spots if not any(x < b[2] and b[0] < x + tw and y - th < b[3] and b[1] < y for b in written)]
+        x, y = (free or spots)[0]
+        written.append((x, y - th, x + tw, y))
+        out.append((x, y))
+    return out
 
 
 def draw_slots(rgb: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:

@@ -180,3 +180,25 @@ def test_the_final_status_line_gives_the_rates_of_the_streams_last_seconds(monke
     assert rate.hz() == 0.0
     assert rate.hz(final=True) == pytest.approx(10.0)
     assert demo.Rate().hz(final=True) == 0.0  # no event at all
+
+
+def test_the_scores_of_neighbouring_boxes_are_not_written_over_each_other():
+    """Two objects side by side at about one height: the second box's score, written above it as
+    usual, would cover the first's; it goes below its box instead. A box at the frame's top edge
+    has its score below it."""
+    from split_perception.demo import score_positions
+
+    tw, th = 24, 9  # text width and height in px
+
+    def rect(xy):
+        return xy[0], xy[1] - th, xy[0] + tw, xy[1]
+
+    def overlap(a, b):
+        return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+    first, second = ((50, 40), (80, 70)), ((62, 42), (95, 75))
+    a, b = score_positions([first, second], (tw, th), 240)
+    assert a == (50, 37)  # above the first box
+    assert b == (62, 75 + th + 3)  # below the second: above it would cover the first's score
+    assert not overlap(rect(a), rect(b))
+    assert score_positions([((5, 2), (30, 30))], (tw, th), 240) == [(5, 30 + th + 3)]
