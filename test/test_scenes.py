@@ -786,8 +786,8 @@ def test_room_contact_sheet_rows():
 
 def test_camera_blur_softens_edges_and_leaves_labels_and_other_scenes_as_they_were():
     """camera_blur: each frame blurred by a Gaussian of sigma in [0, camera_blur] px. Boxes, masks and
-    counts are the unblurred scene's; the frame has soft edges (more distinct colours, smaller
-    steps between neighbours); 0 draws exactly the scenes drawn before (pinned digest above)."""
+    counts are the unblurred scene's; the frame has soft edges (smaller steps between neighbouring
+    pixels); 0 draws exactly the scenes drawn before (pinned digest above)."""
     base = scenes.MultiObjectConfig(background="checkerboard", min_objects=2, object_colours="camera", palette="train_wide")
     soft = dataclasses.replace(base, camera_blur=1.0)
     steps_sharp, steps_soft, changed = [], [], 0

@@ -132,8 +132,9 @@ class MultiObjectConfig:
     object_colours: str = "bright"  # OBJECT_COLOUR_KINDS: "bright" (draws as before), "any", "faint", "mixed", "camera"
     # a camera's softness: each frame blurred by a Gaussian of sigma drawn from [0, camera_blur] px (0
     # draws nothing, so scenes stay as they were). Scenes are drawn with hard edges, a camera frame
-    # shrunk to the model's input has soft ones, and the detector trained on hard edges misses more
-    # softened objects (docs/RESULTS.md, issue 12, session 2026-12-05 (4))
+    # shrunk to the model's input has soft ones. Off in the shipped configs: the detector counts
+    # blurred camera-like frames worse, but a stage-6 fine-tune with it did not change that
+    # (docs/RESULTS.md, issue 12, session 2026-12-05 (4))
     camera_blur: float = 0.0
 
     def __post_init__(self):
