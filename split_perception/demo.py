@@ -99,9 +99,10 @@ def draw_boxes(rgb: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> np.nda
                for x1, y1, x2, y2 in np.asarray(boxes).reshape(-1, 4) * scale]
     texts = [f"{s:.2f}" for s in scores]
     (tw, th), _ = cv2.getTextSize("0.00", cv2.FONT_HERSHEY_SIMPLEX, 0.38, 3)
-    for (p1, p2), text, at in zip(corners, texts, score_positions(corners, (tw, th), img.shape[0])):
+    for p1, p2 in corners:  # every box first: a later box's lines would cross an earlier score
         cv2.rectangle(img, p1, p2, (0, 0, 0), 3)
         cv2.rectangle(img, p1, p2, (255, 255, 255), 1)
+    for text, at in zip(texts, score_positions(corners, (tw, th), img.shape[0])):
         cv2.putText(img, text, at, cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 3, cv2.LINE_AA)
         cv2.putText(img, text, at, cv2.FONT_HERSHEY_SIMPLEX, 0.38, (255, 255, 255), 1, cv2.LINE_AA)
     return img

@@ -2,7 +2,6 @@
 starts from the previous stage's checkpoint, both branches of stage 6 from stage 5), every stage config
 trains, and the mean of the two branches has the model config, and its branches the data settings, that
 the shipped weights' card records."""
-import dataclasses
 import json
 import shlex
 import subprocess
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from split_perception import load_detector
+from split_perception.models import checkpoint as ckpt
 from split_perception.preprocessing import WEIGHTS_DIR
 from split_perception.training.trainer import DataConfig
 
@@ -52,7 +52,7 @@ def test_make_train_detector_chains_its_stages_into_the_shipped_models_settings(
     assert mean_card["config"] == shipped["config"]
     branches = [cards["split_spair_stage6_bright"]["data"], cards["split_spair_stage6_camera"]["data"]]
     # a data field added after the shipped weights were trained ran at its default there
-    defaults = {f.name: f.default for f in dataclasses.fields(DataConfig) if f.default is not dataclasses.MISSING}
+    defaults = ckpt.field_defaults(DataConfig)
     shipped_data = [{**{k: v for k, v in defaults.items() if k in branch}, **card}
                     for branch, card in zip(branches, shipped["averaged"]["data"])]
     assert mean_card["averaged"]["data"] == branches == shipped_data

@@ -454,7 +454,7 @@ def load_init_weights(model: torch.nn.Module, run: RunConfig, path: Path) -> dic
     except (KeyError, json.JSONDecodeError) as e:
         raise ckpt.CheckpointError(f"--init {path}: bad model config in its metadata ({e})") from None
     # a field the checkpoint predates ran at its default: only a non-default value is a difference
-    defaults = {f.name: f.default for f in dataclasses.fields(run.model) if f.default is not dataclasses.MISSING}
+    defaults = ckpt.field_defaults(run.model)
     differences = config_differences({**defaults, **init_cfg}, run.model.to_dict())
     try:
         state = load_file(str(path))

@@ -120,6 +120,12 @@ def _convert(value, tp, key: str):
     return tuple(value) if isinstance(value, list) else value  # an annotation without a rule
 
 
+def field_defaults(cls) -> dict:
+    """{field: default} of a config dataclass (fields with a default factory left out): what a field
+    that a saved config predates ran at."""
+    return {f.name: f.default for f in fields(cls) if f.default is not dataclasses.MISSING}
+
+
 def config_from_dict(cls, d: dict, section: str | None = None):
     """Build a frozen config dataclass from JSON or YAML, rejecting unknown keys by name and
     converting each value to its field's type: "3e-4" or 3 for a float, 1e5 for an int, a list
