@@ -49,6 +49,53 @@ def test_sigterm_saves_and_the_same_command_resumes(tmp_path):
     assert (out / "metrics.csv").read_text().count("\n") == rows_before + 2  # appended, not restarted
 
 
+@pytest.mark.parametrize("cut_short", ["optimizer", "card"])
+def test_a_save_cut_short_by_a_full_disk_says_what_is_kept_and_the_same_command_resumes(tmp_path, monkeypatch, capsys, cut_short):
+    """The disk fills up while the step-6 checkpoint is written, after its weights file and before the
+    optimizer state (or the weights' .json card): the run stops with a message that names the step kept
+    and how to go on; the same command then resumes from the step-6 weights, Adam afresh (its saved state
+    is step 3's)."""
+    import errno
+
+    from split_perception import cli
+    from split_perception.models import checkpoint as ckpt
+
+    out = tmp_path / "run"
+    args = train_cmd(out, 9)[3:]  # the arguments after `python -m split_perception.cli`
+    real_optimizer, real_write = ckpt.save_optimizer, ckpt.atomic_write
+    saves = []
+
+    def full_disk():
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def save_optimizer(path, optimizer, extra):
+        saves.append(extra["step"])
+        if cut_short == "optimizer" and extra["step"] == 6:
+            full_disk()
+        real_optimizer(path, optimizer, extra)
+
+    def atomic_write(path, write, **kw):
+        if cut_short == "card" and Path(path).suffix == ".json" and len(saves) == 1:  # the step-6 card
+            full_disk()
+        real_write(path, write, **kw)
+
+    monkeypatch.setattr(ckpt, "save_optimizer", save_optimizer)
+    monkeypatch.setattr(ckpt, "atomic_write", atomic_write)
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "could not save step 6" in err and "No space left on device" in err, err[-2000:]
+    assert "the checkpoint of step 6 is kept" in err and "run the same command to resume" in err, err[-2000:]
+    assert ckpt.saved_step(out / "checkpoint.safetensors") == 6  # written whole before the disk filled
+    assert not list(out.glob(".*")), list(out.iterdir())  # no temp file left behind
+
+    monkeypatch.setattr(ckpt, "save_optimizer", real_optimizer)
+    monkeypatch.setattr(ckpt, "atomic_write", real_write)
+    assert cli.main(args) == 0
+    err = capsys.readouterr().err
+    assert "Adam restarts from the step-6 weights" in err and "resuming" in err and "from step 6" in err, err[-2000:]
+    assert saved_step(out) == 9 and ckpt.saved_step(out / "checkpoint.safetensors") == 9
+
+
 def test_resuming_with_another_model_config_is_refused(tmp_path):
     out = tmp_path / "run"
     assert subprocess.run(train_cmd(out, 3), capture_output=True, timeout=120).returncode == 0

@@ -75,6 +75,11 @@ class AdamStep:
         for group in self.optimizer.param_groups:
             group["capturable"] = self.capturable
 
+    def reset_state(self) -> None:
+        """Forget the moments and step counts: Adam starts afresh from the current weights (a saved
+        state that does not belong to them must not steer their updates)."""
+        self.optimizer.state.clear()
+
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             if not self.capturable:

@@ -621,11 +621,17 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
     adam = make_adam(model, run, world, capturable=tc.cuda_graph and device.type == "cuda")
     if resuming:
         saved = saved_extras(weights)
+        weights_step = ckpt.saved_step(weights)
+        if weights_step is None:  # a checkpoint from before the weights file kept its step
+            weights_step = int(saved.get("step", 0))
         try:
             start = int(ckpt.load_optimizer(opt_file, adam.optimizer)["step"])
             adam.state_loaded()
-        except ValueError as e:  # a state of another layout (per-tensor vs flat): the weights still count
-            start = int(saved.get("step", 0))
+            if start != weights_step:  # a save cut short (full disk) after the weights, before the optimizer
+                raise ValueError(f"its state is from step {start}, the weights from step {weights_step}")
+        except ValueError as e:  # a state of another layout (per-tensor vs flat), or of another step
+            start = weights_step
+            adam.reset_state()
             say(f"{opt_file}: {e}; Adam restarts from the step-{start} weights")
         schedule_offset, init_info = int(saved.get("schedule_offset", 0)), saved.get("init")
         torch.manual_seed(tc.seed + rank + start)
@@ -684,8 +690,13 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
         extra = {"step": step, "train": vars_of(tc), "data": vars_of(run.data)}
         if init_info:
             extra.update(init=init_info, schedule_offset=schedule_offset)
-        ckpt.save_checkpoint(weights, model, run.model_type, run.model, extra)
-        ckpt.save_optimizer(opt_file, adam.optimizer, {"step": step})
+        try:
+            ckpt.save_checkpoint(weights, model, run.model_type, run.model, extra)
+            ckpt.save_optimizer(opt_file, adam.optimizer, {"step": step})
+        except OSError as e:  # a full disk, a quota: each file is written whole or not at all
+            kept = f"the checkpoint of step {ckpt.saved_step(weights)}" if weights.is_file() else "no checkpoint"
+            raise OSError(e.errno, f"could not save step {step} in {out} ({e.strerror or e}); {kept} is kept there: "
+                                   "free space and run the same command to resume") from e
 
     def validate(step: int) -> None:
         if validation is None:

@@ -147,6 +147,10 @@ def save_checkpoint(path: Path, model: torch.nn.Module, model_type: str, config,
     path = Path(path)
     cfg_json = json.dumps(config.to_dict())
     meta = {"format": FORMAT, "model_type": model_type, "config": cfg_json}
+    if extra and "step" in extra:
+        # in the weights file itself, not only in the .json written after it: a run resumed after a
+        # save that was cut short between the two files still knows which step its weights are from
+        meta["step"] = str(int(extra["step"]))
     # a copy each: trained parameters may be views into one flat tensor (training.optimizer_step),
     # and safetensors refuses tensors that share memory
     tensors = {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in model.state_dict().items()}
@@ -174,6 +178,13 @@ def read_metadata(path: Path) -> dict:
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a split_perception checkpoint (format {meta.get('format')!r})")
     return meta
+
+
+def saved_step(path: Path) -> int | None:
+    """The training step a checkpoint's weights are from, as its own file records it (None: not recorded,
+    as in checkpoints written before the step was kept there)."""
+    step = read_metadata(path).get("step")
+    return int(step) if step is not None else None
 
 
 def load_checkpoint(path: Path, expected_type: str | None = None, map_location: str = "cpu"):
