@@ -94,6 +94,9 @@ def test_a_save_cut_short_by_a_full_disk_says_what_is_kept_and_the_same_command_
     err = capsys.readouterr().err
     assert "Adam restarts from the step-6 weights" in err and "resuming" in err and "from step 6" in err, err[-2000:]
     assert saved_step(out) == 9 and ckpt.saved_step(out / "checkpoint.safetensors") == 9
+    # a first save that fails has nothing to keep, and says so
+    from split_perception.training.trainer import kept_checkpoint
+    assert kept_checkpoint(tmp_path / "never_written.safetensors") == "no checkpoint"
 
 
 def test_resuming_with_another_model_config_is_refused(tmp_path):

@@ -494,6 +494,15 @@ def saved_extras(weights: Path) -> dict:
         return {}
 
 
+def kept_checkpoint(weights: Path) -> str:
+    """What a run folder's weights file holds, for a message after a failed save."""
+    try:
+        step = ckpt.saved_step(weights)
+    except ckpt.CheckpointError:  # none yet (the first save failed), or not readable
+        return "no checkpoint"
+    return f"the checkpoint of step {step if step is not None else saved_extras(weights).get('step', '?')}"
+
+
 class Validation:
     """Loss terms and reconstruction MSE of the model (eval mode: no sampling) on held-out frames,
     decoded once; with labelled frames and a detector, also count accuracy / error (presence > 0.5,
@@ -694,7 +703,7 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
             ckpt.save_checkpoint(weights, model, run.model_type, run.model, extra)
             ckpt.save_optimizer(opt_file, adam.optimizer, {"step": step})
         except OSError as e:  # a full disk, a quota: each file is written whole or not at all
-            kept = f"the checkpoint of step {ckpt.saved_step(weights)}" if weights.is_file() else "no checkpoint"
+            kept = kept_checkpoint(weights)
             raise OSError(e.errno, f"could not save step {step} in {out} ({e.strerror or e}); {kept} is kept there: "
                                    "free space and run the same command to resume") from e
 
