@@ -153,6 +153,43 @@ def reconstruction_mse(images: np.ndarray, reconstructions: np.ndarray) -> float
     return float(np.mean((a - b) ** 2))
 
 
+# --------------------------------------------------------------------------- comparing two models
+def paired_difference_interval(
+    a: np.ndarray, b: np.ndarray, resamples: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """(mean of a - b, low, high): a percentile-bootstrap interval for the mean difference of two models'
+    per-scene scores (e.g. 1 where the count is right) on the same scenes. The scenes are resampled
+    together for both models, so what the scenes share (an easy draw, a hard one) cancels."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    _check_same_length(a, b)
+    if not len(a):
+        raise ValueError("no scenes")
+    d = a - b
+    draws = d[np.random.default_rng(seed).integers(0, len(d), (resamples, len(d)))].mean(1)
+    tail = 100 * (1 - level) / 2
+    return float(d.mean()), float(np.percentile(draws, tail)), float(np.percentile(draws, 100 - tail))
+
+
+def pooled_difference_interval(
+    groups: Sequence[tuple[np.ndarray, np.ndarray]], resamples: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """As paired_difference_interval for the mean over groups of each group's mean difference (the mean
+    over test kinds, each kind weighing the same): each group is resampled within itself."""
+    if not groups:
+        raise ValueError("no groups")
+    rng = np.random.default_rng(seed)
+    means, draws = [], []
+    for a, b in groups:
+        a, b = np.asarray(a, float), np.asarray(b, float)
+        _check_same_length(a, b)
+        d = a - b
+        means.append(d.mean())
+        draws.append(d[rng.integers(0, len(d), (resamples, len(d)))].mean(1))
+    pooled = np.mean(draws, axis=0)
+    tail = 100 * (1 - level) / 2
+    return float(np.mean(means)), float(np.percentile(pooled, tail)), float(np.percentile(pooled, 100 - tail))
+
+
 def _check_same_length(a: np.ndarray, b: np.ndarray) -> None:
     if len(a) != len(b):
         raise ValueError(f"lengths differ: {len(a)} vs {len(b)}")
