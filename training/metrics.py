@@ -160,14 +160,7 @@ def paired_difference_interval(
     """(mean of a - b, low, high): a percentile-bootstrap interval for the mean difference of two models'
     per-scene scores (e.g. 1 where the count is right) on the same scenes. The scenes are resampled
     together for both models, so what the scenes share (an easy draw, a hard one) cancels."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    _check_same_length(a, b)
-    if not len(a):
-        raise ValueError("no scenes")
-    d = a - b
-    draws = d[np.random.default_rng(seed).integers(0, len(d), (resamples, len(d)))].mean(1)
-    tail = 100 * (1 - level) / 2
-    return float(d.mean()), float(np.percentile(draws, tail)), float(np.percentile(draws, 100 - tail))
+    return pooled_difference_interval([(a, b)], resamples, level, seed)
 
 
 def pooled_difference_interval(
@@ -182,6 +175,8 @@ def pooled_difference_interval(
     for a, b in groups:
         a, b = np.asarray(a, float), np.asarray(b, float)
         _check_same_length(a, b)
+        if not len(a):
+            raise ValueError("no scenes")
         d = a - b
         means.append(d.mean())
         draws.append(d[rng.integers(0, len(d), (resamples, len(d)))].mean(1))
