@@ -636,12 +636,14 @@ def train(run: RunConfig, resume: bool = True, quiet: bool = False, init: Path |
         try:
             start = int(ckpt.load_optimizer(opt_file, adam.optimizer)["step"])
             adam.state_loaded()
-            if start != weights_step:  # a save cut short (full disk) after the weights, before the optimizer
-                raise ValueError(f"its state is from step {start}, the weights from step {weights_step}")
-        except ValueError as e:  # a state of another layout (per-tensor vs flat), or of another step
+            # a save cut short (full disk) after the weights, before the optimizer state
+            mismatch = None if start == weights_step else f"its state is from step {start}, the weights from step {weights_step}"
+        except ValueError as e:  # a state of another layout (per-tensor vs flat): the weights still count
+            mismatch = str(e)
+        if mismatch:
             start = weights_step
             adam.reset_state()
-            say(f"{opt_file}: {e}; Adam restarts from the step-{start} weights")
+            say(f"{opt_file}: {mismatch}; Adam restarts from the step-{start} weights")
         schedule_offset, init_info = int(saved.get("schedule_offset", 0)), saved.get("init")
         torch.manual_seed(tc.seed + rank + start)
         say(f"resuming {out} from step {start}")
